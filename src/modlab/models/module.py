@@ -1,0 +1,90 @@
+"""The one LightningModule: encoder + pooling head + loss + per-label metrics + optimizer."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from transformers import get_scheduler
+
+from modlab.metrics import build_metrics, flatten, metric_targets
+from modlab.models import backbones
+
+
+def _plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+class ModerationClassifier(L.LightningModule):
+    """Built from plain config dicts (kept in the checkpoint), so `load_from_checkpoint` needs nothing else."""
+
+    def __init__(self, backbone: dict, head: dict, loss: dict, optim: dict, labels: list[str]) -> None:
+        super().__init__()
+        backbone, head, loss, optim = (_plain(c) for c in (backbone, head, loss, optim))
+        self.save_hyperparameters({"backbone": backbone, "head": head, "loss": loss, "optim": optim,
+                                   "labels": list(labels)})
+        self.labels, self.optim = list(labels), optim
+        path = backbones.resolve(backbone["name"], backbone.get("package"), backbone.get("tiny", False),
+                                 backbone.get("family", "bert"))
+        self.encoder = backbones.load_encoder(path, backbone.get("dropout"))
+        self.head = instantiate(head, hidden_size=self.encoder.config.hidden_size, num_labels=len(labels))
+        self.criterion = instantiate(loss, num_labels=len(labels))
+        self.metrics = torch.nn.ModuleDict({s: build_metrics(len(labels)) for s in ("val", "test")})
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(hidden, attention_mask)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.criterion(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step}; lower optim.lr or use trainer.precision=32"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def _eval_step(self, batch: dict, split: str) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        self.log(f"{split}/loss", self.criterion(logits, batch["labels"]), batch_size=len(logits), sync_dist=True)
+        self.metrics[split].update(torch.sigmoid(logits.float()), metric_targets(batch["labels"]))
+
+    def _eval_epoch_end(self, split: str) -> None:
+        values = flatten(self.metrics[split].compute(), self.labels, split)
+        self.metrics[split].reset()
+        macro = f"{split}/auroc_macro"
+        self.log_dict({k: v for k, v in values.items() if k != macro})
+        self.log(macro, values[macro], prog_bar=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        probs = torch.sigmoid(self(batch["input_ids"], batch["attention_mask"]).float())
+        return {"probs": probs, "labels": batch["labels"], "rows": batch["rows"]}
+
+    def configure_optimizers(self):
+        """AdamW: separate encoder/head learning rates; no weight decay on biases and norms; warmup then decay."""
+        o = self.optim
+        groups = []
+        for module, lr in ((self.encoder, o["lr"]), (self.head, o.get("head_lr") or o["lr"])):
+            params = [p for p in module.parameters() if p.requires_grad]
+            groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr, "weight_decay": o["weight_decay"]})
+            groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], betas=tuple(o.get("betas", (0.9, 0.999))),
+                                      eps=o.get("eps", 1e-8))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = o.get("warmup_steps") or int(o.get("warmup_ratio", 0.0) * total)
+        scheduler = get_scheduler(o.get("scheduler", "linear"), optimizer, num_warmup_steps=min(warmup, total),
+                                  num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
