@@ -49,8 +49,11 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
 def train_cfg(tmp_path):
     """train_cfg(*overrides): the train config, FAST unless overridden, writing under tmp_path."""
 
+    made = []
+
     def make(*overrides: str, fast: bool = True) -> DictConfig:
-        return compose_config("train", (FAST if fast else []) + list(overrides), tmp_path / "run")
+        made.append(tmp_path / f"run{len(made)}")  # each config gets its own run dir
+        return compose_config("train", (FAST if fast else []) + list(overrides), made[-1])
 
     return make
 

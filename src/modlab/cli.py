@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 
@@ -10,9 +11,14 @@ from modlab.errors import ModlabError
 
 
 def quiet_libraries() -> None:
-    """Progress bars from transformers' loading code only clutter training logs."""
+    """One copy of each log line (Lightning adds its own handler) and no weight-loading progress bars."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import lightning  # noqa: F401  (installs its handler on import; undo it so Hydra's handlers get the lines)
     from transformers.utils import logging as hf_logging
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

@@ -142,6 +142,8 @@ def load_encoder(path: str, dropout: float | None = None) -> torch.nn.Module:
             if hasattr(config, key):
                 kwargs[key] = dropout
     encoder = AutoModel.from_pretrained(path, **kwargs)
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None  # heads pool for themselves; unused parameters would break DDP
     encoder.train()
     return encoder
 

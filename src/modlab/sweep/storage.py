@@ -1,0 +1,93 @@
+"""Study storage: an RDB URL (SQLite file by default, PostgreSQL/MySQL for several machines), opened early.
+
+Opening it before any trial starts turns a typo'd host, a missing driver or an unwritable path into one
+clear line instead of a traceback after the first trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from modlab.errors import ModlabError
+
+log = logging.getLogger(__name__)
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def default_url(log_dir: str | Path, study_name: str) -> str:
+    """`sqlite:///<log_dir>/optuna/<study_name>.db`: one file per study, next to the runs it describes."""
+    safe = _NAME_OK.sub("_", study_name).strip("._") or "study"
+    path = Path(log_dir).expanduser().resolve() / "optuna" / f"{safe}.db"
+    return f"sqlite:///{path}"
+
+
+def masked(url: str) -> str:
+    """The URL with any password replaced by ***, for logs, messages and result files."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+
+
+def has_password(url: str) -> bool:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return bool(make_url(url).password)
+    except Exception:
+        return False
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several workers (and the heartbeat thread) write to one SQLite file: wait for the lock, don't fail.
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                 stale_callback=None):
+    """An `optuna.storages.RDBStorage`, or a ModlabError that says why the URL cannot be used."""
+    import optuna
+    import sqlalchemy.exc
+
+    if not isinstance(url, str) or "://" not in url:
+        raise ModlabError(
+            f"hydra.sweeper.storage={url!r} is not a database URL; use e.g. sqlite:///outputs/optuna/study.db "
+            f"or postgresql://user@host/db"
+        )
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        path = Path(url[len("sqlite:///"):])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ModlabError(f"cannot create the directory for storage {masked(url)}: {err.strerror}") from None
+    elif url.startswith("sqlite:///:memory:") or url == "sqlite://":
+        raise ModlabError("an in-memory SQLite storage cannot be shared with trials or resumed; use a file URL")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period, heartbeat_stale_trial_callback=stale_callback,
+            )
+    except ImportError as err:
+        missing = getattr(err, "name", None) or getattr(err.__cause__, "name", None)
+        raise ModlabError(
+            f"storage {masked(url)} needs the database driver {missing or '(see the URL scheme)'!r}; pip install it "
+            f"(PostgreSQL: pip install 'modlab[postgres]')"
+        ) from None
+    except sqlalchemy.exc.ArgumentError as err:
+        raise ModlabError(f"storage {masked(url)} is not a valid database URL: {err}") from None
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise ModlabError(f"cannot reach storage {masked(url)}: {reason}") from None
+    except RuntimeError as err:  # optuna's schema-version check
+        raise ModlabError(f"storage {masked(url)}: {str(err).splitlines()[0]}") from None

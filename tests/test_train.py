@@ -1,0 +1,151 @@
+"""The training path composed the way users compose it: every family x head x loss, CLI, resume, DDP."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from modlab.models.module import ModerationClassifier
+from modlab.train import build_datamodule, run
+
+BACKBONES = ["minilm", "mpnet", "distilbert", "distilroberta"]
+
+
+def train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def datamodules(tmp_path_factory):
+    return {}
+
+
+@pytest.mark.parametrize("loss", ["bce", "weighted_bce", "focal"])
+@pytest.mark.parametrize("head", ["cls", "mean", "attention"])
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_backbone_head_loss_takes_a_training_step(train_cfg, datamodules, backbone, head, loss):
+    cfg = train_cfg(f"backbone={backbone}", f"head={head}", f"loss={loss}", "dataset.reader.size=64")
+    if backbone not in datamodules:
+        datamodules[backbone] = build_datamodule(cfg, None)
+    dm = datamodules[backbone]
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, dm.label_names)
+    model.criterion.fit(dm.train_labels, dm.label_names)
+    assert model.encoder.training, "transformers 5 loads in eval mode; the encoder must train with dropout on"
+    batch = next(iter(dm.train_dataloader()))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = model.head.classifier.weight.detach().clone()
+    loss_value = model.criterion(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+    loss_value.backward()
+    optimizer.step()
+    assert torch.isfinite(loss_value)
+    assert not torch.equal(before, model.head.classifier.weight)
+    assert all(p.grad is not None for p in model.encoder.embeddings.parameters() if p.requires_grad)
+
+
+def test_dropout_is_active_in_training(train_cfg):
+    cfg = train_cfg("backbone.dropout=0.5")
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    ids = torch.randint(5, 100, (2, 12))
+    mask = torch.ones_like(ids)
+    assert not torch.equal(model(ids, mask), model(ids, mask))
+    model.eval()
+    assert torch.equal(model(ids, mask), model(ids, mask))
+
+
+def test_optimizer_groups_lrs_and_warmup(train_cfg):
+    cfg = train_cfg("optim.lr=1e-4", "optim.head_lr=1e-2", "optim.warmup_steps=5", "optim.weight_decay=0.1")
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20})()
+    conf = model.configure_optimizers()
+    optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    no_decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    norm_and_bias = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n or "norm" in n]
+    assert norm_and_bias and all(id(p) in no_decay for p in norm_and_bias)
+    head_ids = {id(p) for p in model.head.parameters()}
+    for g in optimizer.param_groups:
+        assert g["initial_lr"] == (1e-2 if id(g["params"][0]) in head_ids else 1e-4)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0 and lrs[5] == pytest.approx(1e-4) and lrs[-1] < lrs[5]
+
+
+def test_tiny_model_learns_synthetic_data(train_cfg):
+    cfg = train_cfg("dataset.reader.size=1500", "trainer.max_epochs=4", "optim.lr=3e-3", "optim.head_lr=3e-3",
+                    "callbacks.early_stopping=null", "logger=none")
+    run(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert metrics["test/auroc_macro"] >= 0.9, metrics["test/auroc_macro"]
+
+
+def test_resume_from_checkpoint_continues_training(train_cfg, tmp_path):
+    first = train_cfg("logger=none")
+    run(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 0
+    resumed = train_cfg("logger=none", "trainer.max_epochs=2", f"ckpt_path={last}")
+    run(resumed)
+    state = torch.load(Path(resumed.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 1 and state["global_step"] == 2 * torch.load(last, weights_only=False)["global_step"]
+
+
+def test_bf16_mixed_precision_on_cpu(train_cfg):
+    run(train_cfg("trainer.precision=bf16-mixed", "debug=fdr"))
+
+
+def test_train_py_cli_tiny_prints_table_and_writes_run_dir(tmp_path):
+    proc = train_py("backbone.tiny=true", "dataset.reader.size=300", "trainer.max_epochs=1", "data.max_length=32")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test metrics per label" in proc.stdout and "identity_hate" in proc.stdout
+    run_dirs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
+    metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
+    assert {"test/f1/toxic", "test/auroc/threat", "val/auroc_macro"} <= metrics.keys()
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    proc = train_py("trainer=ddp", "trainer.accelerator=cpu", "backbone.tiny=true", "dataset.reader.size=200",
+                    "trainer.max_epochs=1", "data.max_length=32", "callbacks.progress_bar=null", "logger=none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world_size: 2" in proc.stdout + proc.stderr or "GLOBAL_RANK: 1" in proc.stdout + proc.stderr
+    run_dir = next((tmp_path / "outputs" / "train" / "runs").iterdir())
+    assert (run_dir / "metrics.json").exists()
+
+
+# --- bad input: one clear line, before any training ----------------------------------------------------
+
+def test_unknown_group_option_lists_valid_ones():
+    proc = train_py("backbone=bert-large")
+    assert proc.returncode != 0
+    assert "Available options in 'backbone'" in proc.stderr and "minilm" in proc.stderr and "mpnet" in proc.stderr
+
+
+def test_backbone_unavailable_offline_is_one_line_not_a_hang():
+    proc = train_py("backbone=distilbert", timeout=60)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "distilbert-base-uncased" in lines[0] and "backbone.tiny=true" in lines[0]
+    assert "HF_HUB_OFFLINE" in lines[0]
+
+
+def test_max_length_beyond_positions_fails_before_training(train_cfg):
+    proc = train_py("backbone.tiny=true", "data.max_length=4096")
+    assert proc.returncode == 2
+    assert "data.max_length=4096 exceeds" in proc.stderr and "data.max_length<=512" in proc.stderr
+    assert "Epoch" not in proc.stdout
+
+
+def test_checkpoint_with_other_labels_fails_before_training(train_cfg):
+    first = train_cfg("logger=none", "debug=limit")
+    run(first)
+    ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    proc = train_py("backbone.tiny=true", "dataset.reader.size=100", "dataset.reader.labels=[spam,scam]",
+                    f"ckpt_path={ckpt}")
+    assert proc.returncode == 2
+    assert "was trained on labels" in proc.stderr and "spam" in proc.stderr and "Epoch" not in proc.stdout
