@@ -177,7 +177,7 @@ def _as_tensor(x):
 def write_report(output_dir: str | Path, *, title: str, metrics: dict[str, float], label_names: list[str],
                  split: str, probs: np.ndarray, labels: np.ndarray, ids: list[str], texts: list[str],
                  thresholds: np.ndarray | None, gate: dict | None = None, info: dict | None = None,
-                 showcase: int = 5) -> Path:
+                 showcase: int = 5, curve_data: dict | None = None) -> Path:
     """report.md + figures/{pr_curves,roc_curves,confusion}.png in `output_dir`; returns the report's path."""
     output_dir = Path(output_dir)
     figures = output_dir / FIGURES
@@ -185,7 +185,7 @@ def write_report(output_dir: str | Path, *, title: str, metrics: dict[str, float
     operating = np.full(len(label_names), 0.5) if thresholds is None else np.asarray(thresholds)
     op_name = "the tuned thresholds" if thresholds is not None else "0.5"
 
-    curve_data = curves(probs, labels, label_names)
+    curve_data = curves(probs, labels, label_names) if curve_data is None else curve_data
     plot_curves(curve_data, metrics, split, figures / "pr_curves.png", figures / "roc_curves.png")
     counts = stat_scores(binarize(probs, operating), metric_targets(_as_tensor(labels)).numpy())
     plot_confusions(counts, label_names, figures / "confusion.png")

