@@ -3,10 +3,8 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
-
 from conftest import ROOT
 
 EXPECTED = {
@@ -35,13 +33,10 @@ def test_every_preset_file_is_tested():
 
 
 @pytest.mark.slow
-def test_default_experiment_end_to_end_within_three_minutes(tmp_path):
-    start = time.monotonic()
+def test_default_experiment_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py")], capture_output=True, text=True, cwd=ROOT,
                           timeout=600)
-    elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test metrics per label" in proc.stdout
     metrics = json.loads(next((tmp_path / "outputs" / "train" / "runs").glob("*/metrics.json")).read_text())
     assert metrics["test/auroc_macro"] >= 0.9
-    assert elapsed <= 180, elapsed

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from modlab.models.module import ModerationClassifier
 from modlab.train import build_datamodule, run
 

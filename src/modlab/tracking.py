@@ -221,6 +221,8 @@ class SafeWandbLogger(WandbLogger):
 
     def finalize(self, status: str) -> None:
         self._guard(super().finalize, status)
+        if status != "success":  # fit/validate/test raised: end the W&B run now, marked as failed
+            self.finish(exit_code=1)
 
     # -- modlab extras
     def log_run_results(self, *, split: str, metrics: dict[str, float], label_names: list[str],
@@ -263,18 +265,19 @@ class SafeWandbLogger(WandbLogger):
         if gate is not None:
             run.summary["gate/passed"] = bool(gate["passed"])
 
-    def finish(self) -> None:
+    def finish(self, exit_code: int | None = None) -> None:
         if self._experiment is not None and rank_zero_only.rank == 0:
-            self._safe_finish(self._experiment)
+            self._safe_finish(self._experiment, exit_code)
         self._experiment = None
+        self._broken = True  # nothing more to log to a finished run
 
-    def _safe_finish(self, run) -> None:
+    def _safe_finish(self, run, exit_code: int | None = None) -> None:
         """run.finish() in a thread, waited on for at most finish_timeout seconds (an upload may hang)."""
         errors: list[BaseException] = []
 
         def target():
             try:
-                run.finish()
+                run.finish(exit_code=exit_code)
             except BaseException as err:  # noqa: BLE001
                 errors.append(err)
 

@@ -17,7 +17,9 @@ from modlab.io import atomic_write_text, write_json
 from modlab.models import backbones
 from modlab.models.module import ModerationClassifier
 from modlab.report import print_label_table
-from modlab.tracking import instantiate_loggers
+from modlab import scoring
+from modlab.gate import enforce as enforce_gate
+from modlab.tracking import finish_loggers, instantiate_loggers
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,13 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
             raise ModlabError(f"ckpt_path={cfg.ckpt_path} does not exist; pass a .ckpt file from a run's checkpoints/")
         check_checkpoint_labels(cfg.ckpt_path, dm.label_names)
 
+    scoring.check_config(cfg, dm.label_names)
+
     model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, dm.label_names)
     model.criterion.fit(dm.train_labels, dm.label_names)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg.get("logger")),
+    loggers = instantiate_loggers(cfg.get("logger"), cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                      default_root_dir=str(output_dir))
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
 
@@ -80,9 +85,20 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     from modlab.sweep.objectives import extra_metrics
 
     metrics.update(extra_metrics(model, dm, cfg.get("optimized_metric")))
+    gate = None
     if trainer.is_global_zero:
+        # Thresholds tuned on val -> tuned metrics, gate, predictions, report, W&B table/curves/best summary.
+        split = "test" if cfg.get("test", True) else "val"
+        score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+        metrics, gate = scoring.finish(
+            cfg, output_dir=output_dir, label_names=dm.label_names, metrics=metrics,
+            predictions=scoring.gather(model, ("val", split)), table=dm.table, loggers=loggers, report_split=split,
+            best=None if score is None else float(score), step=trainer.global_step,
+            info={"dataset": dm.table.source, "checkpoint": best or "last weights"})
         write_json(output_dir / "metrics.json", metrics)
-        print_label_table(metrics, dm.label_names, "test" if cfg.get("test", True) else "val")
+        print_label_table(metrics, dm.label_names, split, gate)
+    finish_loggers(loggers)
+    enforce_gate(gate, cfg.get("gate"))
     return optimized_value(metrics, cfg.get("optimized_metric"))
 
 

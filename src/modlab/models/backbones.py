@@ -7,6 +7,7 @@ same type, trained locally, so every family runs offline in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -240,9 +241,7 @@ def build_tiny(family: str) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        try:
+        with contextlib.suppress(OSError):  # another process built it first
             os.replace(tmp, target)
-        except OSError:  # another process built it first
-            pass
         Path(tmp).mkdir(exist_ok=True)  # TemporaryDirectory cleanup expects it
     return target
