@@ -39,15 +39,86 @@ def one_line_errors(fn):
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise
             print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(getattr(err, "exit_code", 2))  # 3: a failed quality gate (modlab.gate)
 
     return wrapper
+
+
+# --- `modlab data ...` -------------------------------------------------------------------------------------
+
+
+def _add_data(parser) -> None:
+    data = parser.add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", help="write synthetic data as JSONL (read it back with dataset=jsonl)")
+    synth.add_argument("--out", required=True, help="JSONL file to write")
+    synth.add_argument("--size", type=int, default=3000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--taxonomy", default="jigsaw", help="jigsaw | trust_safety")
+    synth.add_argument("--labels", default=None, help="comma-separated subset of the taxonomy")
+    synth.add_argument("--positive-rate", type=float, default=0.35)
+    synth.add_argument("--hard-negative-rate", type=float, default=0.1)
+    synth.add_argument("--perturb-rate", type=float, default=0.1)
+    shapes = 'labels as {"cat": 0/1, ...} (dict) or {"<target>": [names]} (list)'
+    synth.add_argument("--shape", choices=["dict", "list"], default="dict", help=shapes)
+    synth.add_argument("--target", default="moderation", help="the target name for --shape list")
+    synth.set_defaults(handler=_data_synth)
+
+
+def _data_synth(args) -> int:
+    from modlab.data import jsonl, synthetic
+
+    table = synthetic.generate(
+        size=args.size,
+        seed=args.seed,
+        taxonomy=args.taxonomy,
+        labels=args.labels.split(",") if args.labels else None,
+        positive_rate=args.positive_rate,
+        hard_negative_rate=args.hard_negative_rate,
+        perturb_rate=args.perturb_rate,
+    )
+    path = jsonl.write(table, args.out, shape=args.shape, target=args.target)
+    counts = (table.labels >= 0.5).sum(axis=0)
+    positives = ", ".join(f"{n} {int(c)}" for n, c in zip(table.label_names, counts, strict=True))
+    print(f"wrote {len(table)} rows to {path} (positives: {positives})")
+    return 0
+
+
+# --- `modlab compare ...` ----------------------------------------------------------------------------------
+
+def _add_compare(parser) -> None:
+    parser.add_argument("paths", nargs="+", help="run dirs, or dirs to search for runs (a multirun dir)")
+    parser.add_argument("--out", default=None, help="where to write compare.md/.png (default: the runs' common dir)")
+    parser.add_argument("--split", choices=["test", "val"], default=None,
+                        help="split of the per-label columns (default: test when the run has it)")
+    parser.add_argument("--sort", default=None, help="metric to rank by (default: each run's optimized_metric)")
+    parser.add_argument("--no-plot", action="store_true", help="skip compare.png")
+    parser.set_defaults(handler=_compare)
+
+
+def _compare(args) -> int:
+    from modlab.compare import compare
+
+    compare(args.paths, out=args.out, split=args.split, sort_by=args.sort, draw=not args.no_plot)
+    return 0
+
+
+# Subcommand name -> (help, function that adds its arguments and sets `handler`).
+SUBCOMMANDS = {
+    "data": ("prepare and inspect datasets (data synth)", _add_data),
+    "compare": ("compare runs side by side from their run dirs (no W&B needed)", _add_compare),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="modlab", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments) in SUBCOMMANDS.items():
+        add_arguments(commands.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
-    return {}.get(args.command, lambda _: 2)(args)
+    try:
+        return args.handler(args)
+    except ModlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)

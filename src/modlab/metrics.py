@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -88,9 +89,17 @@ class PredictionStore(Metric):
         self.rows.append(rows.detach().long())
 
     def compute(self) -> dict[str, np.ndarray]:
-        if not self.probs:
+        if isinstance(self.probs, list) and not self.probs:  # after a DDP sync the states are tensors
             return {}
         return {k: dim_zero_cat(getattr(self, k)).cpu().numpy() for k in ("probs", "labels", "rows")}
+
+
+def compute(collection: MetricCollection) -> dict[str, torch.Tensor]:
+    """collection.compute() without torchmetrics' per-epoch warnings about single-class labels
+    (flatten() NaNs those values and logs one note instead)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"No (positive|negative) samples")
+        return collection.compute()
 
 
 def metric_targets(labels: torch.Tensor) -> torch.Tensor:

@@ -27,10 +27,12 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def _rows(metrics: dict[str, float], labels: list[str], split: str, gate: dict | None):
+def _rows(metrics: dict[str, float], labels: list[str], split: str, gate: dict | None, compact: bool = False):
     """(header, per-label rows, summary rows) shared by the terminal and Markdown tables."""
     tuned = [(k, t) for k, t in TUNED if f"{split}/{k}/{labels[0]}" in metrics
              or (k == "threshold" and f"val/threshold/{labels[0]}" in metrics)]
+    if compact:
+        tuned = [(k, t) for k, t in tuned if k in ("threshold", "f1_tuned")]
     header = ["label", "positives", *(t for _, t in COLUMNS), *(t for _, t in tuned)] + (["gate"] if gate else [])
 
     def value(key: str, name: str):
@@ -61,7 +63,7 @@ def _gate_cell(row: dict | None) -> str:
 
 
 def label_table(metrics: dict[str, float], labels: list[str], split: str = "test", gate: dict | None = None) -> Table:
-    header, body, summary = _rows(metrics, labels, split, gate)
+    header, body, summary = _rows(metrics, labels, split, gate, compact=True)
     table = Table(title=f"{split} metrics per label (F1/P/R at 0.5; @thr at the tuned thresholds)")
     for i, title in enumerate(header):
         table.add_column(title, justify="left" if i == 0 else "right")
@@ -74,7 +76,10 @@ def label_table(metrics: dict[str, float], labels: list[str], split: str = "test
 
 def print_label_table(metrics: dict[str, float], labels: list[str], split: str = "test",
                       gate: dict | None = None) -> None:
-    Console().print(label_table(metrics, labels, split, gate))
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough for every column, nothing truncated
+        console.width = max(console.width, 132)
+    console.print(label_table(metrics, labels, split, gate))
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

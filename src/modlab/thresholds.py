@@ -81,8 +81,8 @@ def tune(probs: np.ndarray, labels: np.ndarray, label_names: list[str], objectiv
             continue
         p, r = float(precision[index]), float(recall[index])
         chosen[name] = float(thresholds[index])
-        details[name] = {"threshold": chosen[name], "tuned": True, "precision": p, "recall": r,
-                         "f1": 2 * p * r / (p + r) if p + r > 0 else 0.0, "positives": pos}
+        details[name] = {"threshold": chosen[name], "tuned": True, "precision": round(p, 6), "recall": round(r, 6),
+                         "f1": round(2 * p * r / (p + r), 6) if p + r > 0 else 0.0, "positives": pos}
     return {"objective": objective, "target": target, "default": float(default), "rule": "positive if p >= threshold",
             "thresholds": chosen, "details": details}
 

@@ -137,6 +137,8 @@ class SafeWandbLogger(WandbLogger):
         settings = dict(settings or {})
         settings.setdefault("init_timeout", init_timeout)
         super().__init__(name=name, settings=settings, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)  # wandb warns about the setting even when it is None
         self._requested_mode, self._finish_timeout = mode, finish_timeout
         self._user_tags, self._user_group = list(tags or []), group
         self._monitor, self._monitor_mode = monitor, monitor_mode
@@ -368,8 +370,14 @@ def read_offline_run(run_dir: str | Path) -> dict:
     if not files:
         raise FileNotFoundError(f"no .wandb file in {run_dir}")
 
-    def key(item):
-        return "/".join(item.nested_key) if item.nested_key else item.key
+    def put(target: dict, item) -> None:
+        """Set item's value at its key; a nested key (a table's fields, say) becomes nested dicts."""
+        parts = list(item.nested_key) or [item.key]
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[parts[-1]] = json.loads(item.value_json)
 
     out: dict[str, Any] = {"run": {}, "config": {}, "summary": {}, "history": []}
     for record in wandb_records(files[0]):
@@ -379,13 +387,16 @@ def read_offline_run(run_dir: str | Path) -> dict:
             out["run"] = {"id": r.run_id, "project": r.project, "group": r.run_group, "tags": list(r.tags),
                           "job_type": r.job_type, "name": r.display_name}
             for item in r.config.update:
-                out["config"][key(item)] = json.loads(item.value_json)
+                put(out["config"], item)
         elif kind == "config":
             for item in record.config.update:
-                out["config"][key(item)] = json.loads(item.value_json)
+                put(out["config"], item)
         elif kind == "summary":
             for item in record.summary.update:
-                out["summary"][key(item)] = json.loads(item.value_json)
+                put(out["summary"], item)
         elif kind == "history":
-            out["history"].append({key(item): json.loads(item.value_json) for item in record.history.item})
+            row: dict[str, Any] = {}
+            for item in record.history.item:
+                put(row, item)
+            out["history"].append(row)
     return out

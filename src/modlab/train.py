@@ -11,14 +11,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from modlab import scoring
 from modlab.data.datamodule import ModerationDataModule
 from modlab.errors import ModlabError
+from modlab.gate import enforce as enforce_gate
 from modlab.io import atomic_write_text, write_json
 from modlab.models import backbones
 from modlab.models.module import ModerationClassifier
 from modlab.report import print_label_table
-from modlab import scoring
-from modlab.gate import enforce as enforce_gate
 from modlab.tracking import finish_loggers, instantiate_loggers
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ def build_datamodule(cfg: DictConfig, output_dir: str | None) -> ModerationDataM
         max_length=cfg.data.max_length, batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
         num_workers=cfg.data.num_workers, val_size=cfg.data.val_size, test_size=cfg.data.test_size,
         seed=cfg.data.split_seed, length_grouping=cfg.data.length_grouping, cache_dir=cfg.data.cache_dir,
-        output_dir=output_dir,
+        output_dir=output_dir, splits_file=cfg.data.get("splits_file"),
+        pad_to_multiple_of=cfg.data.get("pad_to_multiple_of"),
     )
     dm.setup()
     return dm

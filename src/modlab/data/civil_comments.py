@@ -32,10 +32,30 @@ log = logging.getLogger(__name__)
 
 LABELS = ["toxicity", "severe_toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit"]
 IDENTITY_COLUMNS = [
-    "asian", "atheist", "bisexual", "black", "buddhist", "christian", "female", "heterosexual", "hindu",
-    "homosexual_gay_or_lesbian", "intellectual_or_learning_disability", "jewish", "latino", "male", "muslim",
-    "other_disability", "other_gender", "other_race_or_ethnicity", "other_religion", "other_sexual_orientation",
-    "physical_disability", "psychiatric_or_mental_illness", "transgender", "white",
+    "asian",
+    "atheist",
+    "bisexual",
+    "black",
+    "buddhist",
+    "christian",
+    "female",
+    "heterosexual",
+    "hindu",
+    "homosexual_gay_or_lesbian",
+    "intellectual_or_learning_disability",
+    "jewish",
+    "latino",
+    "male",
+    "muslim",
+    "other_disability",
+    "other_gender",
+    "other_race_or_ethnicity",
+    "other_religion",
+    "other_sexual_orientation",
+    "physical_disability",
+    "psychiatric_or_mental_illness",
+    "transgender",
+    "white",
 ]
 EXTRA_META = ["identity_annotator_count", "toxicity_annotator_count"]
 TEXT_COLUMNS = ("comment_text", "text")
@@ -49,7 +69,9 @@ def _files(root: Path, use_test: bool) -> list[tuple[Path, str]]:
     """(file, split) pairs to read."""
     if root.is_file():
         if root.suffix.lower() not in DATA_SUFFIXES:
-            raise fail(root, f"unsupported file type {root.suffix!r}", f"use one of {', '.join(DATA_SUFFIXES)}")
+            raise fail(
+                root, f"unsupported file type {root.suffix!r}", f"use one of {', '.join(DATA_SUFFIXES)}"
+            )
         return [(root, "train")]
     if (root / "train.csv").is_file():
         files = [(root / "train.csv", "train")]
@@ -59,7 +81,8 @@ def _files(root: Path, use_test: bool) -> list[tuple[Path, str]]:
     found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".parquet", ".jsonl"))
     if not found:
         raise fail(root, "no train.csv, .parquet or .jsonl files here", f"point dataset.path at {EXPECTS}")
-    files = [(p, sources.split_of_name(p.name) or "train") for p in found]
+    order = {"train": 0, "val": 1, "test": 2}
+    files = sorted(((p, sources.split_of_name(p.name) or "train") for p in found), key=lambda f: order[f[1]])
     if not use_test:
         files = [(p, s) for p, s in files if s == "train"]
     return files
@@ -85,16 +108,25 @@ def _label_column(label: str, columns) -> str:
     return next((c for c in names if c in columns), names[0])
 
 
-def read(path, labels: list[str] | None = None, threshold: float = 0.5, soft: bool = False,
-         identity_columns: list[str] | None = None, use_test: bool = True,
-         empty_text: str = "drop") -> LabeledTable:
+def read(
+    path,
+    labels: list[str] | None = None,
+    threshold: float = 0.5,
+    soft: bool = False,
+    identity_columns: list[str] | None = None,
+    use_test: bool = True,
+    empty_text: str = "drop",
+) -> LabeledTable:
     root = sources.require_path(path, "civil_comments", EXPECTS)
-    labels = select_labels(["toxicity" if x == "target" else x for x in labels] if labels else None, LABELS,
-                           "civil_comments")
+    labels = select_labels(
+        ["toxicity" if x == "target" else x for x in labels] if labels else None, LABELS, "civil_comments"
+    )
     if not 0 < float(threshold) <= 1:
         raise ModlabError(f"dataset.reader.threshold={threshold} must be in (0, 1]; 0.5 is the usual choice")
-    parts = [_read_part(file, split, labels, float(threshold), soft, identity_columns, empty_text)
-             for file, split in _files(root, use_test)]
+    parts = [
+        _read_part(file, split, labels, float(threshold), soft, identity_columns, empty_text)
+        for file, split in _files(root, use_test)
+    ]
     ids = [key for part in parts for key in part["ids"]]
     sources.ensure_rows(len(ids), root, " after dropping empty texts")
     split = np.concatenate([np.full(len(p["ids"]), p["split"], dtype=object) for p in parts]).astype(str)
@@ -102,23 +134,42 @@ def read(path, labels: list[str] | None = None, threshold: float = 0.5, soft: bo
     for part in parts:
         for key in part["ids"]:
             if seen.setdefault(key, part["file"]) != part["file"]:
-                raise fail(part["file"], f"id {sources.short(key)} also appears in {seen[key]}",
-                           "ids must be unique across the train and test files")
+                raise fail(
+                    part["file"],
+                    f"id {sources.short(key)} also appears in {seen[key]}",
+                    "ids must be unique across the train and test files",
+                )
     meta = pd.concat([p["meta"] for p in parts], ignore_index=True)
-    return LabeledTable(ids=ids, texts=[t for p in parts for t in p["texts"]],
-                        labels=np.concatenate([p["labels"] for p in parts]), label_names=labels,
-                        split=split if len(set(split)) > 1 or split[0] != "train" else None,
-                        meta=meta if len(meta.columns) else None, source=f"civil_comments:{root}")
+    return LabeledTable(
+        ids=ids,
+        texts=[t for p in parts for t in p["texts"]],
+        labels=np.concatenate([p["labels"] for p in parts]),
+        label_names=labels,
+        split=split if len(set(split)) > 1 or split[0] != "train" else None,
+        meta=meta if len(meta.columns) else None,
+        source=f"civil_comments:{root}",
+    )
 
 
-def _read_part(path: Path, split: str, labels: list[str], threshold: float, soft: bool,
-               identity_columns: list[str] | None, empty_text: str) -> dict:
+def _read_part(
+    path: Path,
+    split: str,
+    labels: list[str],
+    threshold: float,
+    soft: bool,
+    identity_columns: list[str] | None,
+    empty_text: str,
+) -> dict:
     frame, rows = _frame(path, labels)
     columns = list(frame.columns)
     text_column = next((c for c in TEXT_COLUMNS if c in columns), None)
     if text_column is None:
-        raise fail(path, f"no text column (looked for {' or '.join(TEXT_COLUMNS)}; found: "
-                   f"{', '.join(map(str, columns[:12])) or 'nothing'})", "rename the text column to comment_text or text")
+        raise fail(
+            path,
+            f"no text column (looked for {' or '.join(TEXT_COLUMNS)}; found: "
+            f"{', '.join(map(str, columns[:12])) or 'nothing'})",
+            "rename the text column to comment_text or text",
+        )
     if "id" in columns:
         ids = [str(x).strip() for x in frame["id"].tolist()]
     else:
@@ -129,9 +180,14 @@ def _read_part(path: Path, split: str, labels: list[str], threshold: float, soft
     for j, label in enumerate(labels):
         column = _label_column(label, columns)
         if column not in columns:
-            raise fail(path, f"label column {column!r} is missing",
-                       f"set dataset.reader.labels to the columns this file has (of {', '.join(LABELS)})")
-        values = sources.to_float(frame[column], column, rows, "fill the value (a fraction of raters in [0, 1])")
+            raise fail(
+                path,
+                f"label column {column!r} is missing",
+                f"set dataset.reader.labels to the columns this file has (of {', '.join(LABELS)})",
+            )
+        values = sources.to_float(
+            frame[column], column, rows, "fill the value (a fraction of raters in [0, 1])"
+        )
         y[:, j] = sources.check_fraction(values, column, rows)
     if not soft:
         y = (y >= threshold).astype(np.float32)
@@ -140,14 +196,29 @@ def _read_part(path: Path, split: str, labels: list[str], threshold: float, soft
     if identity_columns is not None:
         absent = [c for c in wanted if c not in columns]
         if absent:
-            raise fail(path, f"identity column {absent[0]!r} is missing",
-                       "set dataset.reader.identity_columns to columns the file has (or null for the defaults)")
-    meta = pd.DataFrame({c: pd.to_numeric(frame[c].replace("", None), errors="coerce").astype("float64")
-                         for c in [*wanted, *EXTRA_META] if c in columns}, index=range(len(frame)))
+            raise fail(
+                path,
+                f"identity column {absent[0]!r} is missing",
+                "set dataset.reader.identity_columns to columns the file has (or null for the defaults)",
+            )
+    meta = pd.DataFrame(
+        {
+            c: pd.to_numeric(frame[c].replace("", None), errors="coerce").astype("float64")
+            for c in [*wanted, *EXTRA_META]
+            if c in columns
+        },
+        index=range(len(frame)),
+    )
 
     texts = frame[text_column].tolist()
     sources.check_unique_ids(ids, rows)
     keep = sources.clean_texts(texts, rows, text_column, empty_text, path)
     index = np.flatnonzero(keep)
-    return {"file": str(path), "split": split, "ids": [ids[i] for i in index], "texts": [texts[i] for i in index],
-            "labels": y[index], "meta": meta.iloc[index].reset_index(drop=True)}
+    return {
+        "file": str(path),
+        "split": split,
+        "ids": [ids[i] for i in index],
+        "texts": [texts[i] for i in index],
+        "labels": y[index],
+        "meta": meta.iloc[index].reset_index(drop=True),
+    }

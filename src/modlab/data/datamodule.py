@@ -1,8 +1,13 @@
-"""The one DataModule: read -> split -> tokenize (cached) -> dynamically padded batches."""
+"""The one DataModule: read -> validate -> split -> tokenize (cached) -> dynamically padded batches.
+
+Everything that can be wrong with the data is found in `setup()`, before any training and never inside a
+DataLoader worker: workers only slice ready arrays.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,38 +15,80 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from modlab.data.splits import assign_splits
-from modlab.data.table import LabeledTable
+from modlab.data.splits import assign_splits, load_splits, split_ids
+from modlab.data.table import LabeledTable, validate_table
+from modlab.data.tokens import (
+    LengthGroupedSampler,
+    LengthSortedSampler,
+    PadCollator,
+    TokenizedDataset,
+    tokenize,
+)
+from modlab.errors import ModlabError
 from modlab.io import write_json
-from modlab.data.tokens import LengthGroupedSampler, PadCollator, TokenizedDataset, tokenize
 
 log = logging.getLogger(__name__)
 
+FEW_POSITIVES = 3  # fewer positives than this in val/test: that label's metrics are noise
+
 
 class ModerationDataModule(L.LightningDataModule):
-    def __init__(self, reader: Callable[[], LabeledTable], tokenizer, max_length: int = 128, batch_size: int = 32,
-                 eval_batch_size: int = 64, num_workers: int = 0, val_size: float = 0.1, test_size: float = 0.1,
-                 seed: int = 0, length_grouping: bool = True, cache_dir: str | None = None,
-                 output_dir: str | None = None) -> None:
+    """`reader()` gives the table; `splits_file` re-applies a run's saved splits.json instead of carving."""
+
+    def __init__(
+        self,
+        reader: Callable[[], LabeledTable],
+        tokenizer,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        num_workers: int = 0,
+        val_size: float = 0.1,
+        test_size: float = 0.1,
+        seed: int = 0,
+        length_grouping: bool = True,
+        cache_dir: str | None = None,
+        output_dir: str | None = None,
+        splits_file: str | None = None,
+        pad_to_multiple_of: int | None = None,
+    ) -> None:
         super().__init__()
         self.reader, self.tokenizer, self.max_length = reader, tokenizer, max_length
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.val_size, self.test_size, self.seed = val_size, test_size, seed
         self.length_grouping, self.cache_dir, self.output_dir = length_grouping, cache_dir, output_dir
+        self.splits_file, self.pad_to_multiple_of = splits_file, pad_to_multiple_of
         self.table: LabeledTable | None = None
+        self.setup_seconds: float | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        self.table = self.reader()
-        self.rows = assign_splits(self.table, self.val_size, self.test_size, self.seed)
-        self.token_ids, self.offsets = tokenize(self.table.texts, self.tokenizer, self.max_length, self.cache_dir)
-        log.info("dataset %s: %s", self.table.source, {k: len(v) for k, v in self.rows.items()})
+        started = time.perf_counter()
+        table = self.reader()
+        if not isinstance(table, LabeledTable):
+            raise ModlabError(
+                f"dataset.reader returned a {type(table).__name__}, not a LabeledTable; "
+                "point dataset.reader._target_ at a function returning modlab.data.table.LabeledTable"
+            )
+        validate_table(table)
+        if self.splits_file:
+            rows = load_splits(self.splits_file, table)
+        else:
+            rows = assign_splits(table, self.val_size, self.test_size, self.seed)
+        check_splits(table, rows)
+        self.token_ids, self.offsets = tokenize(table.texts, self.tokenizer, self.max_length, self.cache_dir)
+        self.table, self.rows = table, rows
+        self.setup_seconds = time.perf_counter() - started
+        log.info(
+            "dataset %s: %s rows per split, %d labels, set up in %.2fs",
+            table.source,
+            {k: len(v) for k, v in rows.items()},
+            len(table.label_names),
+            self.setup_seconds,
+        )
         if self.output_dir:
-            self._save_split_ids(Path(self.output_dir) / "splits.json")
-
-    def _save_split_ids(self, path: Path) -> None:
-        write_json(path, {k: [self.table.ids[i] for i in v] for k, v in self.rows.items()})
+            write_json(Path(self.output_dir) / "splits.json", split_ids(table, rows))
 
     @property
     def label_names(self) -> list[str]:
@@ -51,15 +98,23 @@ class ModerationDataModule(L.LightningDataModule):
     def train_labels(self) -> np.ndarray:
         return self.table.labels[self.rows["train"]]
 
+    def split_table(self, split: str) -> LabeledTable:
+        """The rows of one split as a table (texts, labels and meta such as identity columns)."""
+        return self.table.take(self.rows[split])
+
     def dataset(self, split: str) -> TokenizedDataset:
         return TokenizedDataset(self.token_ids, self.offsets, self.rows[split], self.table.labels)
 
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
+    def _loader(self, split: str, train: bool = False, sort: bool = False) -> DataLoader:
         data = self.dataset(split)
-        kwargs = dict(collate_fn=PadCollator(self.tokenizer.pad_token_id), num_workers=self.num_workers,
-                      persistent_workers=self.num_workers > 0)
+        kwargs = dict(
+            collate_fn=PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
         if not train:
-            return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, **kwargs)
+            sampler = LengthSortedSampler(data.lengths()) if sort else None
+            return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler, **kwargs)
         if self.length_grouping:
             sampler = LengthGroupedSampler(data.lengths(), self.batch_size, seed=self.seed)
             return DataLoader(data, batch_size=self.batch_size, sampler=sampler, **kwargs)
@@ -69,10 +124,56 @@ class ModerationDataModule(L.LightningDataModule):
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader("val", sort=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader("test", sort=True)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+def check_splits(table: LabeledTable, rows: dict[str, np.ndarray]) -> None:
+    """No training rows is an error; labels without positives where they matter are warnings."""
+    if len(rows["train"]) == 0:
+        raise ModlabError(
+            f"{table.source}: the training split is empty; lower data.val_size/data.test_size or "
+            "give the dataset training rows"
+        )
+    for split in ("val", "test"):
+        if len(rows[split]) == 0:
+            log.warning(
+                "%s: the %s split is empty; set data.%s_size > 0 or use a source with a %s split",
+                table.source,
+                split,
+                split,
+                split,
+            )
+    positives = {
+        split: ((table.labels[index] >= 0.5).sum(axis=0) if len(index) else None)
+        for split, index in rows.items()
+    }
+    for j, name in enumerate(table.label_names):
+        if positives["train"][j] == 0:
+            log.warning(
+                "label %r has no positives in the training split (%d rows): the model cannot learn it, "
+                "its pos_weight stays finite (1); add positive rows or leave it out via "
+                "dataset.reader.labels",
+                name,
+                len(rows["train"]),
+            )
+    for split in ("val", "test"):
+        if positives[split] is None:
+            continue
+        few = [
+            f"{n} {int(c)}"
+            for n, c in zip(table.label_names, positives[split], strict=True)
+            if c < FEW_POSITIVES
+        ]
+        if few:
+            log.warning(
+                "%s split has fewer than %d positives for: %s; their ROC/PR-AUC are NaN (none) or noisy",
+                split,
+                FEW_POSITIVES,
+                ", ".join(few),
+            )

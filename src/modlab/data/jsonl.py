@@ -40,7 +40,8 @@ def _files(root: Path) -> list[Path]:
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".jsonl", ".json"))
     if not files:
         raise fail(root, "no .jsonl files here", f"point dataset.path at {EXPECTS}")
-    return files
+    order = {"train": 0, "val": 1, "test": 2}
+    return sorted(files, key=lambda p: order[sources.split_of_name(p.name) or "train"])
 
 
 class _Parser:
@@ -49,17 +50,24 @@ class _Parser:
     `listed` is True for the names shape, where every category not named is 0.
     """
 
-    def __init__(self, taxonomy: list[str] | None, target: str | None, safe: set[str], labels_field: str) -> None:
+    def __init__(
+        self, taxonomy: list[str] | None, target: str | None, safe: set[str], labels_field: str
+    ) -> None:
         self.taxonomy, self.target, self.safe, self.field = taxonomy, target, safe, labels_field
         self.known = set(taxonomy) if taxonomy is not None else None
 
     def _check_name(self, name, where: str) -> str:
         if not isinstance(name, str):
-            raise fail(where, f"label {sources.short(name)} is not a category name", "write labels as strings")
+            raise fail(
+                where, f"label {sources.short(name)} is not a category name", "write labels as strings"
+            )
         if self.known is not None and name not in self.known and name not in self.safe:
             shown = ", ".join(self.taxonomy[:12]) + (", ..." if len(self.taxonomy) > 12 else "")
-            raise fail(where, f"label {name!r} is not in the taxonomy ({shown})",
-                       "fix the label, or add it to dataset.reader.labels (null infers the taxonomy from the data)")
+            raise fail(
+                where,
+                f"label {name!r} is not in the taxonomy ({shown})",
+                "fix the label, or add it to dataset.reader.labels (null infers the taxonomy from the data)",
+            )
         return name
 
     def _names(self, names, where: str) -> tuple[dict[str, int | None], bool]:
@@ -68,27 +76,39 @@ class _Parser:
         names = [self._check_name(n, where) for n in names]
         real = [n for n in names if n not in self.safe]
         if len(real) < len(names) and real:
-            raise fail(where, f"{sorted(self.safe)[0]!r} is listed together with {real[0]!r}",
-                       "a safe item has no other label; remove one of them")
+            raise fail(
+                where,
+                f"{sorted(self.safe)[0]!r} is listed together with {real[0]!r}",
+                "a safe item has no other label; remove one of them",
+            )
         return dict.fromkeys(real, 1), True
 
     def __call__(self, value, where: str) -> tuple[dict[str, int | None], bool]:
         if isinstance(value, list | str):
             return self._names(value, where)
         if not isinstance(value, dict):
-            raise fail(where, f"{self.field!r} is a {type(value).__name__}",
-                       'write a dict of 0/1 per category or {"<target>": [names]}')
+            raise fail(
+                where,
+                f"{self.field!r} is a {type(value).__name__}",
+                'write a dict of 0/1 per category or {"<target>": [names]}',
+            )
         listed = [k for k, v in value.items() if isinstance(v, list | str)]
         if listed:
             if self.target is not None:
                 if self.target not in value:
-                    raise fail(where, f"target {self.target!r} is not in {self.field!r} (keys: {', '.join(value)})",
-                               "fix dataset.reader.target or the line")
+                    raise fail(
+                        where,
+                        f"target {self.target!r} is not in {self.field!r} (keys: {', '.join(value)})",
+                        "fix dataset.reader.target or the line",
+                    )
                 return self._names(value[self.target], where)
             if len(value) == 1:
                 return self._names(value[listed[0]], where)
-            raise fail(where, f"{self.field!r} has several targets ({', '.join(value)})",
-                       f"choose one with dataset.reader.target={listed[0]}")
+            raise fail(
+                where,
+                f"{self.field!r} has several targets ({', '.join(value)})",
+                f"choose one with dataset.reader.target={listed[0]}",
+            )
         out: dict[str, int | None] = {}
         for name, flag in value.items():
             self._check_name(name, where)
@@ -97,24 +117,41 @@ class _Parser:
             elif isinstance(flag, bool) or flag in (0, 1):
                 out[name] = int(flag)
             else:
-                raise fail(where, f"label {name!r} is {sources.short(flag)}, not 0 or 1",
-                           "fix the value (0, 1, or null for unknown)")
+                raise fail(
+                    where,
+                    f"label {name!r} is {sources.short(flag)}, not 0 or 1",
+                    "fix the value (0, 1, or null for unknown)",
+                )
         safe_flags = [out.pop(name) for name in sorted(self.safe & set(out))]
         if 1 in safe_flags and 1 in out.values():
-            raise fail(where, "marked safe and also positive for a category", "a safe item has no other label")
+            raise fail(
+                where, "marked safe and also positive for a category", "a safe item has no other label"
+            )
         return out, False
 
 
-def read(path, labels: list[str] | None = None, target: str | None = None, text_field: str = "text",
-         labels_field: str = "labels", id_field: str = "id", split_field: str = "split",
-         safe_labels: list[str] | None = ("safe",), missing_labels: str = "unknown",
-         empty_text: str = "drop") -> LabeledTable:
+def read(
+    path,
+    labels: list[str] | None = None,
+    target: str | None = None,
+    text_field: str = "text",
+    labels_field: str = "labels",
+    id_field: str = "id",
+    split_field: str = "split",
+    safe_labels: list[str] | None = ("safe",),
+    missing_labels: str = "unknown",
+    empty_text: str = "drop",
+) -> LabeledTable:
     root = sources.require_path(path, "jsonl", EXPECTS)
     if missing_labels not in MISSING_POLICIES:
-        raise ModlabError(f"dataset.reader.missing_labels={missing_labels!r}; use one of {', '.join(MISSING_POLICIES)}")
+        raise ModlabError(
+            f"dataset.reader.missing_labels={missing_labels!r}; use one of {', '.join(MISSING_POLICIES)}"
+        )
     taxonomy = [str(x) for x in labels] if labels is not None else None
     if taxonomy is not None and (not taxonomy or len(set(taxonomy)) != len(taxonomy)):
-        raise ModlabError(f"dataset.reader.labels={taxonomy} must list distinct category names (or be null to infer)")
+        raise ModlabError(
+            f"dataset.reader.labels={taxonomy} must list distinct category names (or be null to infer)"
+        )
     parse = _Parser(taxonomy, target, set(safe_labels or ()), labels_field)
     reserved = {id_field, text_field, labels_field, split_field}
 
@@ -125,23 +162,41 @@ def read(path, labels: list[str] | None = None, target: str | None = None, text_
             where = f"{file}: line {number}"
             if text_field not in record:
                 keys = ", ".join(list(record)[:8])
-                raise fail(where, f"no {text_field!r} field (keys: {keys})",
-                           f"add it, or set dataset.reader.text_field to the field holding the text")
+                raise fail(
+                    where,
+                    f"no {text_field!r} field (keys: {keys})",
+                    "add it, or set dataset.reader.text_field to the field holding the text",
+                )
             text = record[text_field]
             if text is not None and not isinstance(text, str):
-                raise fail(where, f"{text_field!r} is a {type(text).__name__}, not a string", "write the text as a string")
+                raise fail(
+                    where,
+                    f"{text_field!r} is a {type(text).__name__}, not a string",
+                    "write the text as a string",
+                )
             if labels_field not in record:
-                raise fail(where, f"no {labels_field!r} field", "add the labels (a dict of 0/1 per category or "
-                           '{"<target>": [names]}), or set dataset.reader.labels_field')
-            split = record.get(split_field, file_split)
+                raise fail(
+                    where,
+                    f"no {labels_field!r} field",
+                    "add the labels (a dict of 0/1 per category or "
+                    '{"<target>": [names]}), or set dataset.reader.labels_field',
+                )
+            split = record.get(split_field) or file_split
             if split not in SPLIT_ALIASES:
-                raise fail(where, f"{split_field!r} is {sources.short(split)}", "use train, val (validation) or test")
+                raise fail(
+                    where, f"{split_field!r} is {sources.short(split)}", "use train, val (validation) or test"
+                )
             ids.append(str(record[id_field]) if record.get(id_field) is not None else f"{file.name}:{number}")
             texts.append(text)
             targets.append(parse(record[labels_field], where))
             splits.append(SPLIT_ALIASES[split])
-            metas.append({k: v for k, v in record.items() if k not in reserved
-                          and (v is None or isinstance(v, str | int | float | bool))})
+            metas.append(
+                {
+                    k: v
+                    for k, v in record.items()
+                    if k not in reserved and (v is None or isinstance(v, str | int | float | bool))
+                }
+            )
             lines.append(number)
             files.append(file)
     sources.ensure_rows(len(ids), root)
@@ -149,10 +204,17 @@ def read(path, labels: list[str] | None = None, target: str | None = None, text_
     if taxonomy is None:
         taxonomy = sorted({name for t, _ in targets for name in t})
         if not taxonomy:
-            raise fail(root, "no line names any category, so no taxonomy can be inferred",
-                       "label some rows, or give the categories with dataset.reader.labels=[...]")
-        log.info("%s: inferred taxonomy of %d categories: %s (pin it with dataset.reader.labels)", root,
-                 len(taxonomy), ", ".join(taxonomy))
+            raise fail(
+                root,
+                "no line names any category, so no taxonomy can be inferred",
+                "label some rows, or give the categories with dataset.reader.labels=[...]",
+            )
+        log.info(
+            "%s: inferred taxonomy of %d categories: %s (pin it with dataset.reader.labels)",
+            root,
+            len(taxonomy),
+            ", ".join(taxonomy),
+        )
     absent = -1.0 if missing_labels == "unknown" else 0.0
     y = np.full((len(ids), len(taxonomy)), absent, dtype=np.float32)
     column = {name: j for j, name in enumerate(taxonomy)}
@@ -169,9 +231,15 @@ def read(path, labels: list[str] | None = None, target: str | None = None, text_
     sources.ensure_rows(len(index), root, " after dropping empty texts")
     split = np.asarray(splits, dtype=object)[index].astype(str)
     meta = pd.DataFrame(metas).iloc[index].reset_index(drop=True) if any(metas) else None
-    return LabeledTable(ids=[ids[i] for i in index], texts=[texts[i] for i in index], labels=y[index],
-                        label_names=taxonomy, split=None if (split == "train").all() else split, meta=meta,
-                        source=f"jsonl:{root}")
+    return LabeledTable(
+        ids=[ids[i] for i in index],
+        texts=[texts[i] for i in index],
+        labels=y[index],
+        label_names=taxonomy,
+        split=None if (split == "train").all() else split,
+        meta=meta,
+        source=f"jsonl:{root}",
+    )
 
 
 class _MultiFileRows(Rows):
@@ -180,7 +248,10 @@ class _MultiFileRows(Rows):
         self.files = files
 
     def __call__(self, i: int, exact: bool = True) -> str:
-        return f"{self.files[i]}: line {self.lines[i]} (id {sources.short(self.ids[i])})"
+        return f"{self.files[i]}: {super().describe(i)}"
+
+    def describe(self, i: int, exact: bool = True) -> str:
+        return f"{self.files[i].name} {super().describe(i)}"
 
 
 def write(table: LabeledTable, path: str | Path, shape: str = "dict", target: str = "moderation") -> Path:
@@ -192,13 +263,24 @@ def write(table: LabeledTable, path: str | Path, shape: str = "dict", target: st
     for i, key in enumerate(table.ids):
         values = table.labels[i]
         if shape == "dict":
-            labels = {n: (None if v < 0 else (int(v) if v in (0, 1) else float(v)))
-                      for n, v in zip(table.label_names, values, strict=True)}
+            labels = {
+                n: (None if v < 0 else (int(v) if v in (0, 1) else float(v)))
+                for n, v in zip(table.label_names, values, strict=True)
+            }
         else:
-            labels = {target: [n for n, v in zip(table.label_names, values, strict=True) if v >= 0.5] or ["safe"]}
+            labels = {
+                target: [n for n, v in zip(table.label_names, values, strict=True) if v >= 0.5] or ["safe"]
+            }
         record = {"id": key, "text": table.texts[i], "labels": labels}
         if table.split is not None:
             record["split"] = str(table.split[i])
-        record.update({k: v for k, v in meta[i].items() if k not in record})
+        record.update({k: _plain(v) for k, v in meta[i].items() if k not in record})
         lines.append(json.dumps(record, ensure_ascii=False))
     return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _plain(value):
+    """A meta value as JSON: numpy scalars as Python ones, NaN as null."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and value != value else value

@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 
 EMPTY_TEXT_POLICIES = ("drop", "error")
 # Split names users put in file names or `split` fields, mapped to ours.
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                 "dev": "val", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def fail(where: str | Path, problem: str, fix: str) -> ModlabError:
@@ -40,6 +48,7 @@ def short(value, limit: int = 40) -> str:
 
 
 # --- paths -----------------------------------------------------------------------------------------------
+
 
 def require_path(path, dataset: str, expects: str) -> Path:
     """`dataset.path` as an existing Path, or one line saying what the dataset expects there."""
@@ -65,6 +74,7 @@ def require_file(path: Path, dataset: str, expects: str) -> Path:
 
 # --- encodings -------------------------------------------------------------------------------------------
 
+
 def utf8_error(path: Path) -> ModlabError:
     """Locate the first line that is not UTF-8 and say how to fix the file."""
     with open(path, "rb") as f:
@@ -72,13 +82,17 @@ def utf8_error(path: Path) -> ModlabError:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                bad = raw[err.start: err.start + 2].hex(" ")
-                return fail(f"{path}: line {number}, byte {err.start + 1}", f"bytes {bad} are not valid UTF-8",
-                            f"re-save the file as UTF-8 (e.g. `iconv -f cp1252 -t utf-8 {path.name} > fixed`)")
+                bad = raw[err.start : err.start + 2].hex(" ")
+                return fail(
+                    f"{path}: line {number}, byte {err.start + 1}",
+                    f"bytes {bad} are not valid UTF-8",
+                    f"re-save the file as UTF-8 (e.g. `iconv -f cp1252 -t utf-8 {path.name} > fixed`)",
+                )
     return fail(path, "the file is not valid UTF-8", "re-save the file as UTF-8")
 
 
 # --- CSV -------------------------------------------------------------------------------------------------
+
 
 def csv_header(path: Path) -> list[str]:
     try:
@@ -87,7 +101,9 @@ def csv_header(path: Path) -> list[str]:
     except UnicodeDecodeError:
         raise utf8_error(path) from None
     if not header:
-        raise fail(path, "the file is empty (no header row)", "point dataset.path at a CSV with a header and rows")
+        raise fail(
+            path, "the file is empty (no header row)", "point dataset.path at a CSV with a header and rows"
+        )
     return [h.strip() for h in header]
 
 
@@ -103,8 +119,11 @@ def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except csv.Error as err:
-                raise fail(f"{path}: line {start}", f"malformed CSV quoting ({err})",
-                           'close the quoted field that starts here and write quotes inside a field as ""') from None
+                raise fail(
+                    f"{path}: line {start}",
+                    f"malformed CSV quoting ({err})",
+                    'close the quoted field that starts here and write quotes inside a field as ""',
+                ) from None
             yield start, record
             start = reader.line_num + 1
 
@@ -116,8 +135,11 @@ def csv_parse_error(path: Path, detail: str) -> ModlabError:
         if header is None:
             header = record
         elif len(record) != len(header):
-            return fail(f"{path}: line {line}", f"the row has {len(record)} fields but the header has {len(header)}",
-                        "quote fields that contain commas, quotes or line breaks (RFC 4180), or fix the row")
+            return fail(
+                f"{path}: line {line}",
+                f"the row has {len(record)} fields but the header has {len(header)}",
+                "quote fields that contain commas, quotes or line breaks (RFC 4180), or fix the row",
+            )
     return fail(path, f"malformed CSV ({detail})", "check the quoting of the rows around that place")
 
 
@@ -140,8 +162,9 @@ def read_csv(path: Path, required: Sequence[str], fix: str, optional: Sequence[s
         shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
         raise fail(path, f"column {missing[0]!r} is missing (the header has: {shown})", fix)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
-                            engine="c")
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", engine="c"
+        )
     except UnicodeDecodeError:
         raise utf8_error(path) from None
     except pd.errors.ParserError as err:
@@ -157,14 +180,23 @@ class Rows:
     error is raised (quoted fields can span lines, so row and line numbers differ).
     """
 
-    def __init__(self, path: Path, ids: Sequence[str] | None = None, lines: Sequence[int] | None = None,
-                 csv_file: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        ids: Sequence[str] | None = None,
+        lines: Sequence[int] | None = None,
+        csv_file: bool = False,
+    ) -> None:
         self.path, self.ids, self.lines, self.csv_file = path, ids, lines, csv_file
 
     def __call__(self, i: int, exact: bool = True) -> str:
+        return f"{self.path}: {self.describe(i, exact)}"
+
+    def describe(self, i: int, exact: bool = True) -> str:
+        """`row 17 (line 42, id 'abc')` without the file."""
         ident = f"id {short(self.ids[i])}" if self.ids is not None else None
         if self.lines is not None:
-            return f"{self.path}: line {self.lines[i]}" + (f" ({ident})" if ident else "")
+            return f"line {self.lines[i]}" + (f" ({ident})" if ident else "")
         parts = []
         if self.csv_file and exact:
             line = csv_line_of_row(self.path, i)
@@ -172,10 +204,11 @@ class Rows:
                 parts.append(f"line {line}")
         if ident:
             parts.append(ident)
-        return f"{self.path}: row {i + 1}" + (f" ({', '.join(parts)})" if parts else "")
+        return f"row {i + 1}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 # --- values ----------------------------------------------------------------------------------------------
+
 
 def to_float(values, column: str, rows: Rows, fix: str) -> np.ndarray:
     """Numbers of a column (strings or numbers); the first empty or non-numeric cell is an error."""
@@ -191,7 +224,9 @@ def to_float(values, column: str, rows: Rows, fix: str) -> np.ndarray:
         i = int(bad[0])
         value = series.iloc[i]
         empty = value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
-        problem = f"column {column!r} is empty" if empty else f"column {column!r} is {short(value)}, not a number"
+        problem = (
+            f"column {column!r} is empty" if empty else f"column {column!r} is {short(value)}, not a number"
+        )
         more = f" ({bad.size} such rows)" if bad.size > 1 else ""
         raise fail(rows(i), problem + more, fix)
     return out
@@ -205,8 +240,11 @@ def check_binary(values: np.ndarray, column: str, rows: Rows, allow_unknown: boo
         i = int(bad[0])
         allowed = "0, 1 or -1 (unscored)" if allow_unknown else "0 or 1"
         more = f" ({bad.size} such rows)" if bad.size > 1 else ""
-        raise fail(rows(i), f"label column {column!r} is {values[i]:g}, not {allowed}{more}",
-                   "fix the value (labels here are 0/1)")
+        raise fail(
+            rows(i),
+            f"label column {column!r} is {values[i]:g}, not {allowed}{more}",
+            "fix the value (labels here are 0/1)",
+        )
     return values.astype(np.float32)
 
 
@@ -215,8 +253,11 @@ def check_fraction(values: np.ndarray, column: str, rows: Rows) -> np.ndarray:
     if bad.size:
         i = int(bad[0])
         more = f" ({bad.size} such rows)" if bad.size > 1 else ""
-        raise fail(rows(i), f"label column {column!r} is {values[i]:g}, outside [0, 1]{more}",
-                   "labels here are fractions of raters; fix the value")
+        raise fail(
+            rows(i),
+            f"label column {column!r} is {values[i]:g}, outside [0, 1]{more}",
+            "labels here are fractions of raters; fix the value",
+        )
     return values.astype(np.float32)
 
 
@@ -231,18 +272,30 @@ def is_empty_text(value) -> bool:
 def clean_texts(texts: Sequence, rows: Rows, column: str, policy: str, where: Path | str) -> np.ndarray:
     """Keep-mask over rows; empty/NaN texts are dropped with one counted warning, or are an error."""
     if policy not in EMPTY_TEXT_POLICIES:
-        raise ModlabError(f"dataset.reader.empty_text={policy!r} is not a policy; use one of "
-                          f"{', '.join(EMPTY_TEXT_POLICIES)}")
+        raise ModlabError(
+            f"dataset.reader.empty_text={policy!r} is not a policy; use one of "
+            f"{', '.join(EMPTY_TEXT_POLICIES)}"
+        )
     empty = np.fromiter((is_empty_text(t) for t in texts), dtype=bool, count=len(texts))
     if not empty.any():
         return ~empty
     first = int(np.flatnonzero(empty)[0])
     if policy == "error":
         more = f" ({int(empty.sum())} such rows)" if empty.sum() > 1 else ""
-        raise fail(rows(first), f"{column} is empty or NaN{more}",
-                   "fill or remove the row, or set dataset.reader.empty_text=drop to skip such rows")
-    log.warning("%s: dropped %d of %d rows with empty or NaN %s (first: %s); set dataset.reader.empty_text=error "
-                "to fail instead", where, int(empty.sum()), len(texts), column, rows(first, exact=False))
+        raise fail(
+            rows(first),
+            f"{column} is empty or NaN{more}",
+            "fill or remove the row, or set dataset.reader.empty_text=drop to skip such rows",
+        )
+    log.warning(
+        "%s: dropped %d of %d rows with empty or NaN %s (first: %s); set dataset.reader.empty_text=error "
+        "to fail instead",
+        where,
+        int(empty.sum()),
+        len(texts),
+        column,
+        rows.describe(first, exact=False),
+    )
     return ~empty
 
 
@@ -251,8 +304,11 @@ def check_unique_ids(ids: Sequence[str], rows: Rows) -> None:
     for i, key in enumerate(ids):
         j = seen.setdefault(key, i)
         if j != i:
-            raise fail(rows(i), f"id {short(key)} already appears at row {j + 1}",
-                       "make ids unique (saved splits refer to rows by id) or remove the duplicate row")
+            raise fail(
+                rows(i),
+                f"id {short(key)} already appears at row {j + 1}",
+                "make ids unique (saved splits refer to rows by id) or remove the duplicate row",
+            )
 
 
 def ensure_rows(n: int, where: Path | str, after: str = "") -> None:
@@ -271,6 +327,7 @@ def split_of_name(name: str) -> str | None:
 
 # --- JSONL -----------------------------------------------------------------------------------------------
 
+
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) of every non-blank line; a line that is not a JSON object is an error."""
     try:
@@ -281,11 +338,17 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise fail(f"{path}: line {number}", f"not valid JSON ({err.msg} at column {err.colno})",
-                               "fix the line or remove it (one JSON object per line)") from None
+                    raise fail(
+                        f"{path}: line {number}",
+                        f"not valid JSON ({err.msg} at column {err.colno})",
+                        "fix the line or remove it (one JSON object per line)",
+                    ) from None
                 if not isinstance(record, dict):
-                    raise fail(f"{path}: line {number}", f"a JSON {type(record).__name__}, not an object",
-                               'write one object per line, e.g. {"text": "...", "labels": {...}}')
+                    raise fail(
+                        f"{path}: line {number}",
+                        f"a JSON {type(record).__name__}, not an object",
+                        'write one object per line, e.g. {"text": "...", "labels": {...}}',
+                    )
                 yield number, record
     except UnicodeDecodeError:
         raise utf8_error(path) from None
@@ -295,6 +358,8 @@ def read_parquet(path: Path, columns: Sequence[str] | None = None) -> pd.DataFra
     try:
         return pd.read_parquet(path, columns=list(columns) if columns else None)
     except (OSError, ValueError) as err:
-        raise fail(path, f"cannot read Parquet ({str(err).splitlines()[0]})",
-                   "point dataset.path at a valid .parquet file") from None
-
+        raise fail(
+            path,
+            f"cannot read Parquet ({str(err).splitlines()[0]})",
+            "point dataset.path at a valid .parquet file",
+        ) from None

@@ -5,7 +5,7 @@ Each row is a benign sentence with label phrases inserted. On top of that, as in
 - label co-occurrence: an insult is often also obscene and toxic (`CO_OCCURS`), sometimes in one phrase
   that carries both labels at once (`COMBOS`: "you f***ing idiot");
 - hard negatives: benign text with trigger-like words ("kill the process", "shoot the photo"), no label;
-- adversarial perturbations of label phrases at `perturb_rate`: leetspeak, inserted spaces or punctuation,
+- adversarial perturbations of one label phrase in a `perturb_rate` share of labelled rows: leetspeak, inserted spaces or punctuation,
   repeated characters ("1d10t", "i d i o t", "i.d.i.o.t", "idiiiot"); the labels stay.
 
 Two taxonomies ship: `jigsaw` (the six Jigsaw labels) and `trust_safety` (18 trust-and-safety categories).
@@ -25,58 +25,159 @@ from modlab.errors import ModlabError
 
 JIGSAW_LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 TRUST_SAFETY_LABELS = [
-    "threats", "hate_speech", "harassment", "insults", "profanity", "sexual_content", "self_harm",
-    "graphic_violence", "violent_extremism", "spam", "scam_patterns", "contact_info", "personal_data",
-    "impersonation", "misinformation", "drugs", "weapons", "off_platform",
+    "threats",
+    "hate_speech",
+    "harassment",
+    "insults",
+    "profanity",
+    "sexual_content",
+    "self_harm",
+    "graphic_violence",
+    "violent_extremism",
+    "spam",
+    "scam_patterns",
+    "contact_info",
+    "personal_data",
+    "impersonation",
+    "misinformation",
+    "drugs",
+    "weapons",
+    "off_platform",
 ]
 TAXONOMIES = {"jigsaw": JIGSAW_LABELS, "trust_safety": TRUST_SAFETY_LABELS}
 
 PHRASES: dict[str, list[str]] = {
     # jigsaw
-    "toxic": ["you are pathetic", "shut up", "this is garbage", "get lost loser", "what a stupid take",
-              "nobody wants you here"],
-    "severe_toxic": ["i hope you rot", "worthless piece of filth", "die in a fire", "absolute scum of the earth"],
+    "toxic": [
+        "you are pathetic",
+        "shut up",
+        "this is garbage",
+        "get lost loser",
+        "what a stupid take",
+        "nobody wants you here",
+    ],
+    "severe_toxic": [
+        "i hope you rot",
+        "worthless piece of filth",
+        "die in a fire",
+        "absolute scum of the earth",
+    ],
     "obscene": ["f*** this", "damn crap", "holy sh*t", "this b******t", "screw this crap"],
-    "threat": ["i will hurt you", "i know where you live", "you will regret this", "watch your back",
-               "i am going to kill you"],
+    "threat": [
+        "i will hurt you",
+        "i know where you live",
+        "you will regret this",
+        "watch your back",
+        "i am going to kill you",
+    ],
     "insult": ["you idiot", "you moron", "what a clown", "you are an imbecile", "dumb as a rock"],
-    "identity_hate": ["go back to your country", "your kind is disgusting", "people like you ruin everything"],
+    "identity_hate": [
+        "go back to your country",
+        "your kind is disgusting",
+        "people like you ruin everything",
+    ],
     # trust and safety
-    "threats": ["i will find you and hurt you", "you better watch your back", "i'm going to make you pay",
-                "you won't see it coming", "i'll break your legs"],
-    "hate_speech": ["people of your religion are vermin", "your race should be wiped out",
-                    "those people are subhuman", "immigrants like you are a disease"],
-    "harassment": ["i'll keep messaging you until you reply", "everyone at school knows what you did",
-                   "i'm going to post your photos everywhere", "answer me right now or else",
-                   "i'll make your life miserable"],
-    "insults": ["you absolute idiot", "what a pathetic loser", "nobody likes you clown", "you brainless moron"],
+    "threats": [
+        "i will find you and hurt you",
+        "you better watch your back",
+        "i'm going to make you pay",
+        "you won't see it coming",
+        "i'll break your legs",
+    ],
+    "hate_speech": [
+        "people of your religion are vermin",
+        "your race should be wiped out",
+        "those people are subhuman",
+        "immigrants like you are a disease",
+    ],
+    "harassment": [
+        "i'll keep messaging you until you reply",
+        "everyone at school knows what you did",
+        "i'm going to post your photos everywhere",
+        "answer me right now or else",
+        "i'll make your life miserable",
+    ],
+    "insults": [
+        "you absolute idiot",
+        "what a pathetic loser",
+        "nobody likes you clown",
+        "you brainless moron",
+    ],
     "profanity": ["what the f***", "this is such bullsh*t", "f*** off", "sh*t show", "damn a** hat"],
-    "sexual_content": ["send me explicit pics", "check my nsfw videos", "want to see me naked",
-                       "looking for a hookup tonight"],
-    "self_harm": ["i want to hurt myself", "i don't want to be alive anymore", "i have been cutting again",
-                  "nobody would miss me if i was gone"],
-    "graphic_violence": ["the video shows him bleeding out on the street", "his skull was smashed open",
-                         "they filmed the beating until he stopped moving"],
-    "violent_extremism": ["join the cause and take up arms", "glory to the martyrs of the movement",
-                          "the attack was justified and more must follow"],
-    "spam": ["buy cheap followers now", "click here for free gift cards", "earn $500 a day from home",
-             "limited offer subscribe to my channel", "best deals on replica watches visit my profile"],
-    "scam_patterns": ["you have won a prize pay the shipping fee to claim it", "send me the verification code",
-                      "your account is locked confirm your password here", "i can double your bitcoin in 24 hours"],
-    "contact_info": ["call me at 555-0143", "my number is 415-555-0199", "email me at jane.doe84@example.com",
-                     "text me on 07700 900123"],
-    "personal_data": ["her home address is 42 elm street", "his social security number is 078-05-1120",
-                      "she lives at 17 oak avenue apartment 3", "here is his card 4111 1111 1111 1111"],
-    "impersonation": ["i am from the official support team verify your account", "this is the real ceo account",
-                      "i'm a moderator give me your login"],
-    "misinformation": ["the vaccine contains tracking microchips", "5g towers spread the virus",
-                       "drinking bleach cures the flu", "the moon landing was staged in a studio"],
-    "drugs": ["selling molly and xanax dm for prices", "got the best weed in town cash only",
-              "pills shipped discreetly no prescription needed"],
-    "weapons": ["selling untraceable ghost guns", "unregistered pistols for sale no background check",
-                "full auto conversion kits for sale"],
-    "off_platform": ["add me on telegram for more", "let's move this chat to whatsapp",
-                     "message me on snap it's private there", "dm me on kik so the mods can't see"],
+    "sexual_content": [
+        "send me explicit pics",
+        "check my nsfw videos",
+        "want to see me naked",
+        "looking for a hookup tonight",
+    ],
+    "self_harm": [
+        "i want to hurt myself",
+        "i don't want to be alive anymore",
+        "i have been cutting again",
+        "nobody would miss me if i was gone",
+    ],
+    "graphic_violence": [
+        "the video shows him bleeding out on the street",
+        "his skull was smashed open",
+        "they filmed the beating until he stopped moving",
+    ],
+    "violent_extremism": [
+        "join the cause and take up arms",
+        "glory to the martyrs of the movement",
+        "the attack was justified and more must follow",
+    ],
+    "spam": [
+        "buy cheap followers now",
+        "click here for free gift cards",
+        "earn $500 a day from home",
+        "limited offer subscribe to my channel",
+        "best deals on replica watches visit my profile",
+    ],
+    "scam_patterns": [
+        "you have won a prize pay the shipping fee to claim it",
+        "send me the verification code",
+        "your account is locked confirm your password here",
+        "i can double your bitcoin in 24 hours",
+    ],
+    "contact_info": [
+        "call me at 555-0143",
+        "my number is 415-555-0199",
+        "email me at jane.doe84@example.com",
+        "text me on 07700 900123",
+    ],
+    "personal_data": [
+        "her home address is 42 elm street",
+        "his social security number is 078-05-1120",
+        "she lives at 17 oak avenue apartment 3",
+        "here is his card 4111 1111 1111 1111",
+    ],
+    "impersonation": [
+        "i am from the official support team verify your account",
+        "this is the real ceo account",
+        "i'm a moderator give me your login",
+    ],
+    "misinformation": [
+        "the vaccine contains tracking microchips",
+        "5g towers spread the virus",
+        "drinking bleach cures the flu",
+        "the moon landing was staged in a studio",
+    ],
+    "drugs": [
+        "selling molly and xanax dm for prices",
+        "got the best weed in town cash only",
+        "pills shipped discreetly no prescription needed",
+    ],
+    "weapons": [
+        "selling untraceable ghost guns",
+        "unregistered pistols for sale no background check",
+        "full auto conversion kits for sale",
+    ],
+    "off_platform": [
+        "add me on telegram for more",
+        "let's move this chat to whatsapp",
+        "message me on snap it's private there",
+        "dm me on kik so the mods can't see",
+    ],
 }
 # One phrase carrying several labels at once, used (half the time) when all of them are chosen.
 COMBOS: dict[tuple[str, ...], list[str]] = {
@@ -113,30 +214,76 @@ CO_OCCURS: dict[str, list[tuple[str, float]]] = {
     "violent_extremism": [("hate_speech", 0.3)],
 }
 # Relative frequency of a label as a row's main label (default 1): real data is imbalanced.
-WEIGHTS = {"toxic": 2.0, "severe_toxic": 0.7, "threat": 0.7, "identity_hate": 0.8, "spam": 2.0, "insults": 1.5,
-           "profanity": 1.5, "weapons": 0.7, "violent_extremism": 0.7, "self_harm": 0.8, "impersonation": 0.8}
+WEIGHTS = {
+    "toxic": 2.0,
+    "severe_toxic": 0.7,
+    "threat": 0.7,
+    "identity_hate": 0.8,
+    "spam": 2.0,
+    "insults": 1.5,
+    "profanity": 1.5,
+    "weapons": 0.7,
+    "violent_extremism": 0.7,
+    "self_harm": 0.8,
+    "impersonation": 0.8,
+}
 # Benign text with words that look like triggers; no label.
 HARD_NEGATIVES = [
-    "kill the process and restart the server", "shoot the photo before sunset", "this bug is killing me",
-    "we will attack the problem tomorrow", "execute the script again", "the bomb scene in the movie was great",
-    "i could murder a pizza right now", "i'm dying of laughter", "that was a killer performance",
-    "call the function with two arguments", "the scam episode of the podcast was informative",
-    "drug awareness week starts monday", "the hunting rifle exhibit at the museum", "report spam with the flag button",
-    "the sex ed curriculum was updated", "the dummy variable in the regression", "stupid fun game highly recommend",
-    "the cockpit of the plane was tiny", "scunthorpe united won again", "my phone died so message me later",
-    "the address bar is hidden in the new browser", "add me to the mailing list please",
-    "the villain threatens the city in chapter two", "free shipping on the order was nice",
+    "kill the process and restart the server",
+    "shoot the photo before sunset",
+    "this bug is killing me",
+    "we will attack the problem tomorrow",
+    "execute the script again",
+    "the bomb scene in the movie was great",
+    "i could murder a pizza right now",
+    "i'm dying of laughter",
+    "that was a killer performance",
+    "call the function with two arguments",
+    "the scam episode of the podcast was informative",
+    "drug awareness week starts monday",
+    "the hunting rifle exhibit at the museum",
+    "report spam with the flag button",
+    "the sex ed curriculum was updated",
+    "the dummy variable in the regression",
+    "stupid fun game highly recommend",
+    "the cockpit of the plane was tiny",
+    "scunthorpe united won again",
+    "my phone died so message me later",
+    "the address bar is hidden in the new browser",
+    "add me to the mailing list please",
+    "the villain threatens the city in chapter two",
+    "free shipping on the order was nice",
 ]
 BENIGN = [
-    "i read the article about {topic} yesterday", "can someone explain the section on {topic}",
-    "thanks for the edit on the {topic} page", "the {topic} discussion needs a better source",
-    "i think the {topic} paragraph is fine now", "please add a citation for the {topic} claim",
-    "great stream today loved the {topic} segment", "what time does the {topic} meetup start",
-    "the new update broke my {topic} settings", "does anyone have notes from the {topic} lecture",
-    "my order of {topic} supplies never shipped", "lol that {topic} meme is so true",
+    "i read the article about {topic} yesterday",
+    "can someone explain the section on {topic}",
+    "thanks for the edit on the {topic} page",
+    "the {topic} discussion needs a better source",
+    "i think the {topic} paragraph is fine now",
+    "please add a citation for the {topic} claim",
+    "great stream today loved the {topic} segment",
+    "what time does the {topic} meetup start",
+    "the new update broke my {topic} settings",
+    "does anyone have notes from the {topic} lecture",
+    "my order of {topic} supplies never shipped",
+    "lol that {topic} meme is so true",
 ]
-TOPICS = ["history", "football", "chemistry", "music", "the election", "gardening", "the bridge", "cooking",
-          "photography", "the playoffs", "python", "the new phone"]
+TOPICS = [
+    "history",
+    "football",
+    "chemistry",
+    "music",
+    "election",
+    "gardening",
+    "bridge",
+    "cooking",
+    "photography",
+    "playoffs",
+    "python",
+    "phone",
+]
+# Phrases of these labels carry numbers (phone numbers, addresses) that are drawn afresh for every row.
+NUMBERED = {"contact_info", "personal_data"}
 PERTURBATIONS = ("leetspeak", "spaces", "punctuation", "repeats")
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 
@@ -164,10 +311,16 @@ def perturb(phrase: str, kind: str, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
+def _numbers(phrase: str, labels: set[str], rng: np.random.Generator) -> str:
+    return re.sub(r"\d", lambda _: str(rng.integers(10)), phrase) if labels & NUMBERED else phrase
+
+
 def _labels_of(taxonomy: str, labels) -> list[str]:
     if taxonomy not in TAXONOMIES:
-        raise ModlabError(f"dataset.reader.taxonomy={taxonomy!r} is not a synthetic taxonomy; use one of "
-                          f"{', '.join(TAXONOMIES)}")
+        raise ModlabError(
+            f"dataset.reader.taxonomy={taxonomy!r} is not a synthetic taxonomy; use one of "
+            f"{', '.join(TAXONOMIES)}"
+        )
     labels = [str(x) for x in labels] if labels else list(TAXONOMIES[taxonomy])
     if len(set(labels)) != len(labels):
         raise ModlabError(f"dataset.reader.labels={labels} repeats a label; list each label once")
@@ -180,8 +333,15 @@ def _rate(name: str, value: float) -> float:
     return float(value)
 
 
-def generate(size: int = 2000, seed: int = 0, labels: list[str] | None = None, positive_rate: float = 0.35,
-             taxonomy: str = "jigsaw", hard_negative_rate: float = 0.1, perturb_rate: float = 0.1) -> LabeledTable:
+def generate(
+    size: int = 2000,
+    seed: int = 0,
+    labels: list[str] | None = None,
+    positive_rate: float = 0.35,
+    taxonomy: str = "jigsaw",
+    hard_negative_rate: float = 0.1,
+    perturb_rate: float = 0.1,
+) -> LabeledTable:
     """`size` rows; a row is positive for 1-2 labels (plus co-occurring ones) with probability `positive_rate`.
 
     `labels` picks a subset of the taxonomy; a name outside it gets generic phrases ("<name> trigger").
@@ -189,8 +349,10 @@ def generate(size: int = 2000, seed: int = 0, labels: list[str] | None = None, p
     if int(size) < 1:
         raise ModlabError(f"dataset.reader.size={size} must be at least 1")
     labels = _labels_of(taxonomy, labels)
-    positive_rate, hard_negative_rate = _rate("positive_rate", positive_rate), _rate("hard_negative_rate",
-                                                                                     hard_negative_rate)
+    positive_rate, hard_negative_rate = (
+        _rate("positive_rate", positive_rate),
+        _rate("hard_negative_rate", hard_negative_rate),
+    )
     perturb_rate = _rate("perturb_rate", perturb_rate)
     rng = np.random.default_rng(seed)
     weights = np.array([WEIGHTS.get(lab, 1.0) for lab in labels])
@@ -205,14 +367,16 @@ def generate(size: int = 2000, seed: int = 0, labels: list[str] | None = None, p
             k = min(len(labels), 1 if rng.random() < 0.7 else 2)
             chosen = set(rng.choice(labels, size=k, replace=False, p=weights).tolist())
             for lab in sorted(chosen, key=column.get):
-                chosen |= {other for other, p in CO_OCCURS.get(lab, []) if other in column and rng.random() < p}
+                chosen |= {
+                    other for other, p in CO_OCCURS.get(lab, []) if other in column and rng.random() < p
+                }
         spans, left = [], set(chosen)
         for combo, phrases in combos:
             if combo <= left and rng.random() < 0.5:
-                spans.append(str(rng.choice(phrases)))
+                spans.append(_numbers(str(rng.choice(phrases)), combo, rng))
                 left -= combo
         for lab in sorted(left, key=column.get):
-            spans.append(str(rng.choice(PHRASES.get(lab, [f"{lab} trigger"]))))
+            spans.append(_numbers(str(rng.choice(PHRASES.get(lab, [f"{lab} trigger"]))), {lab}, rng))
         kind, how = ("positive" if chosen else "benign"), ""
         if spans and rng.random() < perturb_rate:
             how = str(rng.choice(PERTURBATIONS))
@@ -221,8 +385,6 @@ def generate(size: int = 2000, seed: int = 0, labels: list[str] | None = None, p
         if rng.random() < hard_negative_rate:
             spans.append(str(rng.choice(HARD_NEGATIVES)))
             kind = kind if chosen else "hard_negative"
-        spans = [re.sub(r"\d", lambda _: str(rng.integers(10)), s) if any(c.isdigit() for c in s) else s
-                 for s in spans]
         parts = [str(rng.choice(BENIGN)).format(topic=rng.choice(TOPICS))]
         if len(spans) <= 1 and rng.random() < 0.2:
             parts.append(str(rng.choice(BENIGN)).format(topic=rng.choice(TOPICS)))
@@ -234,7 +396,10 @@ def generate(size: int = 2000, seed: int = 0, labels: list[str] | None = None, p
         kinds.append(kind)
         perturbations.append(how)
     return LabeledTable(
-        ids=[f"syn-{seed}-{i}" for i in range(int(size))], texts=texts, labels=y, label_names=labels,
+        ids=[f"syn-{seed}-{i}" for i in range(int(size))],
+        texts=texts,
+        labels=y,
+        label_names=labels,
         meta=pd.DataFrame({"kind": kinds, "perturbation": perturbations}),
         source=f"synthetic(taxonomy={taxonomy}, seed={seed}, size={size})",
     )

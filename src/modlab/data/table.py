@@ -56,3 +56,40 @@ class LabeledTable:
             meta=None if self.meta is None else self.meta.iloc[index].reset_index(drop=True),
             source=self.source,
         )
+
+
+def validate_table(table: LabeledTable) -> None:
+    """Checks any reader's output (built-in or a user's own) before it reaches a DataLoader worker."""
+    where = table.source
+    bad_text = next((i for i, t in enumerate(table.texts) if not isinstance(t, str) or not t.strip()), None)
+    if bad_text is not None:
+        raise ModlabError(
+            f"{where}: row {bad_text + 1} (id {table.ids[bad_text]!r}) has an empty or non-string "
+            "text; drop such rows in the reader"
+        )
+    labels = table.labels
+    ok = np.isfinite(labels) & ((labels == -1) | ((labels >= 0) & (labels <= 1)))
+    if not ok.all():
+        i, j = map(int, np.argwhere(~ok)[0])
+        raise ModlabError(
+            f"{where}: row {i + 1} (id {table.ids[i]!r}) has label {table.label_names[j]!r} = "
+            f"{labels[i, j]}; labels must be in [0, 1] or -1 (unknown)"
+        )
+    if len(set(table.label_names)) != len(table.label_names):
+        raise ModlabError(f"{where}: label names {table.label_names} repeat; each label needs its own name")
+    if len(set(table.ids)) != len(table.ids):
+        seen: set[str] = set()
+        dup = next(key for key in table.ids if key in seen or seen.add(key))
+        raise ModlabError(
+            f"{where}: id {dup!r} appears more than once; ids must be unique (splits are saved by id)"
+        )
+    if table.split is not None:
+        odd = sorted(set(np.unique(table.split).tolist()) - set(SPLITS))
+        if odd:
+            raise ModlabError(
+                f"{where}: split {odd[0]!r} is not one of {', '.join(SPLITS)}; fix the reader's split"
+            )
+    if table.meta is not None and len(table.meta) != len(table):
+        raise ModlabError(
+            f"{where}: meta has {len(table.meta)} rows for {len(table)} rows; fix the reader's output"
+        )

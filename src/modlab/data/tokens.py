@@ -1,8 +1,14 @@
-"""Tokenize once per (texts, tokenizer, max_length), cache on disk under a content hash, pad per batch."""
+"""Tokenize once per (texts, tokenizer, max_length), cache on disk under a content hash, pad per batch.
+
+The cache key hashes the tokenizer (its full serialized definition), max_length and every text, so a run, a
+re-run and every sweep trial on the same data share one tokenization, and any change to any of them (an
+edited row, another tokenizer) makes a new one. Entries are written atomically and are safe to delete.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -13,42 +19,92 @@ from torch.utils.data import Dataset, Sampler
 
 log = logging.getLogger(__name__)
 
+FORMAT = "v2"  # bump when the cached arrays change meaning
+
+
+def _definition(backend) -> str:
+    """The fast tokenizer's JSON without its truncation/padding state, which every call sets anew
+    (max_length is part of the key on its own). Cleared for the moment of serializing, then restored."""
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        return backend.to_str()
+    finally:
+        if truncation:
+            backend.enable_truncation(**truncation)
+        if padding:
+            backend.enable_padding(**padding)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of everything that decides token ids: the fast tokenizer's serialized pipeline, or the vocab."""
+    h = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(_definition(backend).encode())
+    else:  # a slow (pure Python) tokenizer
+        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+        h.update(json.dumps(getattr(tokenizer, "init_kwargs", {}), sort_keys=True, default=str).encode())
+    h.update(json.dumps(tokenizer.all_special_tokens).encode())
+    return h.hexdigest()
+
 
 def cache_key(texts: list[str], tokenizer, max_length: int) -> str:
-    h = hashlib.sha256()
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
-    h.update(f"|{max_length}|{len(texts)}|".encode())
-    for text in texts:
-        h.update(text.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()[:24]
+    h = hashlib.sha256(f"{FORMAT}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{len(texts)}|".encode())
+    h.update(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes())
+    h.update("\x00".join(texts).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]
 
 
-def tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: str | Path | None = None,
-             batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of all texts as one flat int32 array plus row offsets (n + 1), unpadded."""
-    path = Path(cache_dir) / f"{cache_key(texts, tokenizer, max_length)}.npz" if cache_dir else None
-    if path is not None and path.exists():
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
         with np.load(path) as cached:
             return cached["ids"], cached["offsets"]
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # a truncated or foreign file: re-tokenize and overwrite it
+        log.warning("token cache %s is unreadable (%s); tokenizing again", path, err)
+        return None
+
+
+def tokenize(
+    texts: list[str], tokenizer, max_length: int, cache_dir: str | Path | None = None, batch_size: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of all texts as one flat array plus row offsets (n + 1), unpadded, with special tokens.
+
+    Batched through the (fast) tokenizer; ids are stored as uint16 when the vocabulary fits, else int32.
+    """
+    path = Path(cache_dir) / f"tokens-{cache_key(texts, tokenizer, max_length)}.npz" if cache_dir else None
+    if path is not None and (cached := _load(path)) is not None:
+        log.info("token cache hit: %s", path)
+        return cached
+    dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
     lengths, chunks = [], []
     for start in range(0, len(texts), batch_size):
-        encoded = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
-                            add_special_tokens=True, return_attention_mask=False)["input_ids"]
-        chunks.extend(np.asarray(row, dtype=np.int32) for row in encoded)
-        lengths.extend(len(row) for row in encoded)
-    ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        encoded = tokenizer(
+            texts[start : start + batch_size],
+            truncation=True,
+            max_length=max_length,
+            add_special_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        chunks.extend(encoded)
+        lengths.extend(map(len, encoded))
+    ids = np.fromiter((t for row in chunks for t in row), dtype=dtype, count=int(sum(lengths)))
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, ids=ids, offsets=offsets)
         os.replace(tmp, path)  # atomic: a concurrent run or DDP rank never reads half a file
+        log.info("token cache written: %s (%d texts, %d tokens)", path, len(texts), len(ids))
     return ids, offsets
 
 
 class TokenizedDataset(Dataset):
-    """Rows of a tokenized table: (token ids, labels). Cheap __getitem__: a slice, no tokenizer call."""
+    """Rows of a tokenized table: (token ids, labels, row). Cheap __getitem__: a slice, no tokenizer call."""
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> None:
         self.ids, self.offsets, self.rows, self.labels = ids, offsets, rows, labels
@@ -61,17 +117,22 @@ class TokenizedDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         row = self.rows[i]
-        return self.ids[self.offsets[row]:self.offsets[row + 1]], self.labels[row], int(row)
+        return self.ids[self.offsets[row] : self.offsets[row + 1]], self.labels[row], int(row)
 
 
 class PadCollator:
-    """Pad a batch to its own longest item (dynamic padding), not to max_length."""
+    """Pad a batch to its own longest item (dynamic padding), not to max_length.
 
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
+    `pad_to_multiple_of` rounds that length up (8 suits tensor cores); None keeps it exact.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_token_id, self.multiple = pad_token_id, pad_to_multiple_of
 
     def __call__(self, batch: list[tuple[np.ndarray, np.ndarray, int]]) -> dict[str, torch.Tensor]:
         longest = max(len(ids) for ids, _, _ in batch)
+        if self.multiple:
+            longest = -(-longest // self.multiple) * self.multiple
         input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
         for i, (ids, _, _) in enumerate(batch):
@@ -85,7 +146,9 @@ class PadCollator:
 class LengthGroupedSampler(Sampler[int]):
     """Shuffled order in which neighbouring items have similar lengths, so batches carry little padding.
 
-    Shuffle, cut into mega-batches of `batch_size * mega`, sort each by length, then shuffle the batches.
+    Shuffle, cut into mega-batches of `batch_size * mega`, sort each by length, cut into batches, then
+    shuffle the batches. Every batch but the last is full, so a DataLoader with the same batch_size sees
+    exactly these batches. Every epoch (see `set_epoch`) gives another order; the same seed the same orders.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int = 0, mega: int = 50) -> None:
@@ -98,12 +161,31 @@ class LengthGroupedSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self):
-        rng = np.random.default_rng(self.seed + self.epoch)
+        rng = np.random.default_rng((self.seed, self.epoch))
         self.epoch += 1
         order = rng.permutation(len(self.lengths))
         size = self.batch_size * self.mega
-        groups = [order[i:i + size] for i in range(0, len(order), size)]
+        groups = [order[i : i + size] for i in range(0, len(order), size)]
         groups = [g[np.argsort(-self.lengths[g], kind="stable")] for g in groups]
-        batches = [b for g in groups for b in np.array_split(g, max(1, -(-len(g) // self.batch_size)))]
-        for j in rng.permutation(len(batches)):
-            yield from batches[j].tolist()
+        b = self.batch_size
+        full = [g[i : i + b] for g in groups for i in range(0, len(g) - b + 1, b)]
+        # Each group's remainder, pooled and sorted, makes more full batches and at most one short one, last.
+        rest = np.concatenate([g[len(g) - len(g) % b :] for g in groups] + [order[:0]])
+        rest = rest[np.argsort(-self.lengths[rest], kind="stable")]
+        full += [rest[i : i + b] for i in range(0, len(rest) - b + 1, b)]
+        for j in rng.permutation(len(full)):
+            yield from full[j].tolist()
+        yield from rest[len(rest) - len(rest) % b :].tolist()
+
+
+class LengthSortedSampler(Sampler[int]):
+    """Longest first, for evaluation: batches of similar lengths and any out-of-memory shows at once."""
+
+    def __init__(self, lengths: np.ndarray) -> None:
+        self.order = np.argsort(-np.asarray(lengths), kind="stable")
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        yield from self.order.tolist()

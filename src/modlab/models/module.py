@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler
 
-from modlab.metrics import PredictionStore, build_metrics, flatten, metric_targets
+from modlab.metrics import PredictionStore, build_metrics, compute, flatten, metric_targets
 from modlab.models import backbones
 
 
@@ -56,7 +56,7 @@ class ModerationClassifier(L.LightningModule):
         self.predictions[split].update(probs, batch["labels"], batch["rows"])
 
     def _eval_epoch_end(self, split: str) -> None:
-        values = flatten(self.metrics[split].compute(), self.labels, split)
+        values = flatten(compute(self.metrics[split]), self.labels, split)
         self.metrics[split].reset()
         self.collected[split] = self.predictions[split].compute()
         self.predictions[split].reset()

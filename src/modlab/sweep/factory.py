@@ -48,11 +48,10 @@ def _plain(args: Any) -> dict[str, Any]:
 
 
 def select_args(all_args: Any, name: str, names: Mapping[str, str]) -> dict[str, Any]:
-    """`{tpe: {...}, random: {...}}` -> the chosen one's; a flat mapping applies to whatever is chosen."""
+    """`{tpe: {...}, random: {...}}` -> the chosen one's; flat keys (`++hydra.sweeper.pruner_args.n_warmup_steps=0`)
+    apply to whatever is chosen and win over the per-name ones."""
     args = _plain(all_args)
-    if args and set(args) <= set(names):
-        return _plain(args.get(name))
-    return args
+    return {**_plain(args.get(name)), **{k: v for k, v in args.items() if k not in names}}
 
 
 def _check_kwargs(cls, kwargs: Mapping[str, Any], what: str) -> None:

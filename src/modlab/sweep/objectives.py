@@ -10,8 +10,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import torch
-
 PARAMS = "model/params"
 LATENCY = "model/latency_ms"
 
@@ -22,13 +20,14 @@ def metric_names(optimized_metric) -> list[str]:
     return [optimized_metric] if isinstance(optimized_metric, str) else [str(m) for m in optimized_metric]
 
 
-def count_params(model: torch.nn.Module) -> float:
+def count_params(model) -> float:
     return float(sum(p.numel() for p in model.parameters()))
 
 
-@torch.inference_mode()
 def latency_ms(model, datamodule, n: int = 16, warmup: int = 3) -> float:
     """Median milliseconds of one forward pass on a single validation example, on the model's device."""
+    import torch
+
     batch = next(iter(datamodule.val_dataloader()))
     device = next(model.parameters()).device
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
@@ -36,14 +35,15 @@ def latency_ms(model, datamodule, n: int = 16, warmup: int = 3) -> float:
     model.eval()
     times = []
     try:
-        for i in range(warmup + n):
-            row = i % len(ids)
-            start = time.perf_counter()
-            model(ids[row: row + 1], mask[row: row + 1])
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1000.0)
+        with torch.inference_mode():
+            for i in range(warmup + n):
+                row = i % len(ids)
+                start = time.perf_counter()
+                model(ids[row: row + 1], mask[row: row + 1])
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000.0)
     finally:
         model.train(was_training)
     return float(statistics.median(times))

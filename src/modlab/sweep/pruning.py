@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -18,10 +20,9 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
-log = logging.getLogger(__name__)
+from modlab.sweep.attrs import EPOCHS, JOB_PID, PRUNED_AT  # noqa: F401
 
-PRUNED_AT = "pruned_at_epoch"  # trial user attr: set by the job, read by the sweeper
-EPOCHS = "epochs"  # trial user attr: training epochs the trial ran (validations during fit)
+log = logging.getLogger(__name__)
 
 
 def load_trial(storage: str, study_name: str, trial_id: int, pruner: Mapping[str, Any] | None = None):
@@ -64,6 +65,8 @@ class OptunaPruning(L.Callback):
     def _check(self, trainer: L.Trainer) -> tuple[bool, str]:
         trial = self._get_trial()
         step = self._validations
+        if step == 0:
+            trial.set_user_attr(JOB_PID, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(EPOCHS, int(trainer.current_epoch) + 1)
         if len(trial.study.directions) > 1:
             return False, ""

@@ -97,7 +97,7 @@ def _parse_one(parser, text: str, where: str):
         return parser.parse_overrides([text])[0]
     except HydraException as err:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith("See https")]
-        reason = lines[-1] if lines else str(err)
+        reason = " ".join(lines[1:] or lines) or type(err).__name__
         raise ModlabError(f"{where}: cannot parse '{text}': {reason}") from None
 
 
@@ -117,7 +117,8 @@ def _number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def distribution_from_override(override, where: str = "hparams_search") -> tuple[Any, dict[str, str]]:
+def distribution_from_override(override, where: str = "hparams_search", text: str | None = None
+                               ) -> tuple[Any, dict[str, str]]:
     """Turn a parsed Hydra sweep override into an Optuna distribution (and raw override texts of choices)."""
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep, Transformer
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -157,17 +158,28 @@ def distribution_from_override(override, where: str = "hparams_search") -> tuple
             if not values:
                 raise ValueError("choice() needs at least one value")
             choices, raw = [], {}
-            for value, text in zip(values, encoded, strict=True):
+            for value, encoded_value in zip(values, encoded, strict=True):
                 if isinstance(value, list | dict):
-                    raw[str(text)] = str(text)
-                    value = str(text)
+                    raw[str(encoded_value)] = str(encoded_value)
+                    value = str(encoded_value)
                 choices.append(value)
             if len(set(map(repr, choices))) != len(choices):
                 raise ValueError("choice() has repeated values")
             return CategoricalDistribution(choices), raw
     except (ValueError, TypeError) as err:
-        raise ModlabError(f"{where}: {key}={override.get_value_element_as_str()}: {err}") from None
+        raise ModlabError(f"{where}: {text or key}: {err}") from None
     raise ModlabError(f"{where}: {key}: {type(sweep).__name__} is not a distribution the sweeper understands")
+
+
+def flatten(params: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """`{optim: {lr: ...}}` (as `hydra.sweeper.params.optim.lr=...` on the command line makes it) -> `{optim.lr: ...}`."""
+    out: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def parse_search_space(
@@ -183,7 +195,7 @@ def parse_search_space(
     searched: dict[str, Param] = {}
     fixed: dict[str, str] = {}
     for where, items in (
-        ("hydra.sweeper.params", [(str(k), v) for k, v in (params or {}).items()]),
+        ("hydra.sweeper.params", list(flatten(params).items())),
         ("command line", [(None, o) for o in cli_overrides]),
     ):
         for key, value in items:
@@ -202,7 +214,7 @@ def parse_search_space(
                 fixed[name] = text
                 continue
             if override.is_sweep_override():
-                dist, raw = distribution_from_override(override, where)
+                dist, raw = distribution_from_override(override, where, text)
                 source = text.split("=", 1)[1]
                 searched[name] = Param(name=name, distribution=dist, prefix=_prefix(override), raw=raw,
                                        source=source)

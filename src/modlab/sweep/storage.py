@@ -80,9 +80,10 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             )
     except ImportError as err:
         missing = getattr(err, "name", None) or getattr(err.__cause__, "name", None)
+        package = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary"}.get(missing, missing)
         raise ModlabError(
-            f"storage {masked(url)} needs the database driver {missing or '(see the URL scheme)'!r}; pip install it "
-            f"(PostgreSQL: pip install 'modlab[postgres]')"
+            f"storage {masked(url)} needs the database driver {missing or '(see the URL scheme)'!r}; "
+            f"pip install {package or 'the driver'}"
         ) from None
     except sqlalchemy.exc.ArgumentError as err:
         raise ModlabError(f"storage {masked(url)} is not a valid database URL: {err}") from None

@@ -1,0 +1,53 @@
+"""Structured configs of the plugins, registered as `hydra/sweeper=modlab_optuna`, `hydra/launcher=modlab_process`."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModlabOptunaSweeperConf:
+    _target_: str = "hydra_plugins.modlab_optuna_sweeper.sweeper.ModlabOptunaSweeper"
+    # Study name; null: <task_name>_<hparams_search preset>. Re-running with the same name and storage resumes.
+    study_name: Any = None
+    # RDB URL; null: sqlite:///<paths.log_dir>/optuna/<study_name>.db. PostgreSQL to share across machines.
+    storage: Any = None
+    # maximize | minimize, or a list (one per optimized_metric) for multi-objective sweeps.
+    direction: Any = "maximize"
+    # COMPLETE + PRUNED trials the study should reach, counted over every run and worker.
+    n_trials: int = 20
+    # Trials launched together per batch (for a launcher that runs jobs in parallel).
+    n_jobs: int = 1
+    # tpe | random | cmaes | gp | qmc; args per sampler name, e.g. {tpe: {n_startup_trials: 5}}.
+    sampler: str = "tpe"
+    seed: Any = 42
+    sampler_args: Any = field(default_factory=dict)
+    # median | hyperband | successive_halving | none; args per pruner name, e.g. {median: {n_warmup_steps: 1}}.
+    pruner: str = "median"
+    pruner_args: Any = field(default_factory=dict)
+    # The sweep stops once failed trials would exceed this share of all trials (failed + n_trials).
+    max_failure_rate: float = 0.25
+    # Seconds between heartbeats of running trials; a trial without one for grace_period (null: 6x, >= 60 s)
+    # is failed and retried once. Trials of a dead process on the same host are found at once.
+    heartbeat_interval: Any = 10
+    grace_period: Any = None
+    # Seconds a worker waits before checking again when other workers hold the remaining trials.
+    poll_interval: float = 2.0
+    # The search space: config key -> interval(...) / int(interval(...)) / tag(log, ...) / choice(...) / range(...).
+    params: Any = None
+
+
+@dataclass
+class ProcessLauncherConf:
+    _target_: str = "hydra_plugins.modlab_optuna_sweeper.process_launcher.ProcessLauncher"
+    # How many jobs of a batch run at the same time (the sweeper's n_jobs sets the batch size).
+    n_jobs: int = 1
+    # Modules imported once in the sweeper before forking, so each job starts without re-importing them.
+    preload: Any = field(default_factory=lambda: ["modlab.train"])
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="modlab_optuna", node=ModlabOptunaSweeperConf,
+                             provider="modlab")
+ConfigStore.instance().store(group="hydra/launcher", name="modlab_process", node=ProcessLauncherConf,
+                             provider="modlab")

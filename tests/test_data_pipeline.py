@@ -1,0 +1,191 @@
+"""Splits, the token cache, dynamic padding, length grouping, and the DataModule that ties them together."""
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import JIGSAW_SAMPLE
+
+from modlab.data import jigsaw, synthetic, tokens
+from modlab.data.datamodule import ModerationDataModule
+from modlab.data.splits import assign_splits, stratify
+from modlab.data.table import LabeledTable
+from modlab.train import run
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from modlab.models import backbones
+
+    return backbones.load_tokenizer(str(backbones.build_tiny("bert")))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return jigsaw.read(JIGSAW_SAMPLE)
+
+
+# --- splits ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_stratified_splits_keep_every_labels_positives_in_every_split(sample, seed):
+    rows = assign_splits(sample, val_size=0.1, test_size=0.1, seed=seed)
+    together = np.concatenate(list(rows.values()))
+    assert len(together) == len(sample) == len(set(together.tolist()))
+    assert [round(len(rows[s]) / len(sample), 2) for s in ("train", "val", "test")] == [0.8, 0.1, 0.1]
+    total = sample.labels.sum(axis=0)
+    for split, share in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
+        positives = sample.labels[rows[split]].sum(axis=0)
+        assert (positives >= 1).all(), (split, positives)  # threat has only 12 positives in all
+        assert np.all(np.abs(positives - share * total) <= 1.0), (split, positives, share * total)
+    again = assign_splits(sample, 0.1, 0.1, seed)
+    assert all(np.array_equal(rows[s], again[s]) for s in rows)
+    assert not np.array_equal(rows["test"], assign_splits(sample, 0.1, 0.1, seed + 10)["test"])
+
+
+def test_stratify_handles_soft_and_unknown_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.random((500, 3)).astype(np.float32)
+    labels[:50, 2] = -1
+    subset = stratify(labels, [0.5, 0.5], seed=0)
+    assert set(np.unique(subset)) == {0, 1} and abs((subset == 0).sum() - 250) <= 1
+    positives = [(labels[subset == j] >= 0.5).sum(axis=0) for j in (0, 1)]
+    assert np.all(np.abs(positives[0] - positives[1]) <= 2)
+
+
+def test_splits_the_source_defines_are_kept(sample):
+    split = np.where(np.arange(len(sample)) % 5 == 0, "test", "train")
+    table = LabeledTable(sample.ids, sample.texts, sample.labels, sample.label_names, split=split)
+    rows = assign_splits(table, val_size=0.1, test_size=0.1, seed=0)
+    assert np.array_equal(rows["test"], np.flatnonzero(split == "test"))
+    assert round(len(rows["val"]) / (split == "train").sum(), 2) == 0.1
+    assert set(rows["val"].tolist()) <= set(np.flatnonzero(split == "train").tolist())
+
+
+def test_split_ids_saved_in_the_run_dir_reproduce_the_run(tokenizer, tmp_path):
+    reader = partial(synthetic.generate, size=300, seed=1)
+    first = ModerationDataModule(reader, tokenizer, max_length=32, seed=3, output_dir=str(tmp_path / "run1"))
+    first.setup()
+    saved = tmp_path / "run1" / "splits.json"
+    ids = json.loads(saved.read_text())
+    assert {k: len(v) for k, v in ids.items()} == {k: len(v) for k, v in first.rows.items()}
+    again = ModerationDataModule(reader, tokenizer, max_length=32, seed=99, splits_file=str(saved))
+    again.setup()
+    assert all(np.array_equal(first.rows[s], again.rows[s]) for s in ("train", "val", "test"))
+
+
+# --- token cache -------------------------------------------------------------------------------------------
+
+
+class Counting:
+    """A tokenizer wrapper counting calls, to prove a cache hit tokenizes nothing."""
+
+    def __init__(self, tokenizer) -> None:
+        self.inner, self.calls = tokenizer, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.inner(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def test_token_cache_is_reused_across_runs_and_keyed_by_content(tokenizer, tmp_path):
+    texts = synthetic.generate(200, seed=0).texts
+    counting = Counting(tokenizer)
+    ids, offsets = tokens.tokenize(texts, counting, 32, tmp_path)
+    assert counting.calls == 1 and len(list(tmp_path.glob("tokens-*.npz"))) == 1
+    cached_ids, cached_offsets = tokens.tokenize(list(texts), counting, 32, tmp_path)
+    assert counting.calls == 1 and np.array_equal(ids, cached_ids) and np.array_equal(offsets, cached_offsets)
+    direct = tokenizer(texts[:3], truncation=True, max_length=32)["input_ids"]
+    assert [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(3)] == direct
+    assert ids.dtype == np.uint16 and (np.diff(offsets) <= 32).all()
+    key = tokens.cache_key(texts, counting, 32)
+    assert tokens.cache_key(texts, counting, 64) != key
+    assert tokens.cache_key([texts[0] + "!"] + texts[1:], counting, 32) != key
+    assert tokens.cache_key(["ab", "c"], tokenizer, 32) != tokens.cache_key(["a", "bc"], tokenizer, 32)
+    (tmp_path / f"tokens-{key}.npz").write_bytes(b"truncated")  # a corrupt entry is rebuilt, not fatal
+    assert np.array_equal(tokens.tokenize(texts, counting, 32, tmp_path)[0], ids) and counting.calls == 2
+
+
+def test_datamodule_set_up_twice_tokenizes_once(tokenizer, tmp_path):
+    counting = Counting(tokenizer)
+    reader = partial(jigsaw.read, JIGSAW_SAMPLE)
+    for _ in range(2):
+        ModerationDataModule(reader, counting, max_length=64, cache_dir=str(tmp_path)).setup()
+    assert counting.calls == 1 and len(list(tmp_path.glob("tokens-*.npz"))) == 1
+
+
+# --- batches -----------------------------------------------------------------------------------------------
+
+
+def test_pad_collator_pads_to_the_longest_in_the_batch():
+    batch = [
+        (np.array([5, 6, 7], dtype=np.uint16), np.array([1, 0], dtype=np.float32), 4),
+        (np.array([5], dtype=np.uint16), np.array([0, -1], dtype=np.float32), 9),
+    ]
+    out = tokens.PadCollator(pad_token_id=0)(batch)
+    assert out["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]] and out["attention_mask"].tolist() == [
+        [1, 1, 1],
+        [1, 0, 0],
+    ]
+    assert out["labels"].tolist() == [[1, 0], [0, -1]] and out["rows"].tolist() == [4, 9]
+    assert tokens.PadCollator(0, pad_to_multiple_of=8)(batch)["input_ids"].shape == (2, 8)
+
+
+def test_length_grouped_sampler_full_batches_of_similar_length():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 128, size=1000)
+    sampler = tokens.LengthGroupedSampler(lengths, batch_size=32, seed=0, mega=8)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000))
+    assert order != list(sampler)  # the next epoch is another order
+    sampler.set_epoch(0)
+    assert list(sampler) == order  # ... and the same seed and epoch the same one
+    batches = [order[i : i + 32] for i in range(0, 1000, 32)]
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    shuffled = rng.permutation(1000)
+    random_padded = sum(32 * lengths[shuffled[i : i + 32]].max() for i in range(0, 1000, 32))
+    assert padded < 0.7 * random_padded and padded >= lengths.sum()
+
+
+def test_datamodule_batches_are_dynamically_padded_and_eval_sorted(tokenizer, sample, tmp_path):
+    dm = ModerationDataModule(
+        lambda: sample, tokenizer, max_length=128, batch_size=16, eval_batch_size=64, cache_dir=str(tmp_path)
+    )
+    dm.setup()
+    train_widths = [b["input_ids"].shape[1] for b in dm.train_dataloader()]
+    assert min(train_widths) < 64 and max(train_widths) == 128
+    real = int(dm.dataset("train").lengths().sum())
+    assert sum(w * 16 for w in train_widths) < min(1.1 * real, 0.8 * 128 * len(dm.rows["train"]))
+    test = list(dm.test_dataloader())
+    widths = [b["input_ids"].shape[1] for b in test]
+    assert widths == sorted(widths, reverse=True)
+    assert sorted(np.concatenate([b["rows"].numpy() for b in test]).tolist()) == dm.rows["test"].tolist()
+    assert dm.split_table("test").ids == [sample.ids[i] for i in dm.rows["test"]]
+
+
+def test_train_on_the_jigsaw_sample(train_cfg):
+    cfg = train_cfg(
+        "dataset=jigsaw",
+        f"dataset.path={JIGSAW_SAMPLE}",
+        "backbone.tiny=true",
+        "debug=limit",
+        "data.max_length=32",
+        "callbacks.progress_bar=null",
+        "logger=none",
+        fast=False,
+    )
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "test/auroc/identity_hate" in metrics and "val/auroc/threat" in metrics
+    splits = json.loads((out / "splits.json").read_text())
+    assert sum(len(v) for v in splits.values()) == 2886

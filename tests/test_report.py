@@ -1,0 +1,70 @@
+"""report.md, figures and predictions.csv from hand-made predictions (no training)."""
+
+import io
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from modlab import gate
+from modlab.metrics import threshold_scores
+from modlab.report import label_table, write_predictions, write_report
+
+LABELS = ["toxic", "threat"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, 2)) < 0.4).astype(np.float32)
+    probs = np.clip(0.4 * labels + 0.6 * rng.random((n, 2)), 0, 1)
+    labels[:, 1] = 0  # threat: no positives in this split
+    ids = [f"row-{i}" for i in range(n)]
+    texts = [f"text number {i} with a | pipe\nand a newline" for i in range(n)]
+    return probs, labels, ids, texts
+
+
+def test_report_has_tables_confusions_curves_and_confident_mistakes(tmp_path):
+    probs, labels, ids, texts = data()
+    t = np.array([0.5, 0.5])
+    metrics = threshold_scores(probs, labels, t, LABELS, "test")
+    result = gate.evaluate(metrics, LABELS, {"min_f1": 0.9}, "test")
+    path = write_report(tmp_path, title="Run report: x", metrics=metrics, label_names=LABELS, split="test",
+                        probs=probs, labels=labels, ids=ids, texts=texts, thresholds=t, gate=result,
+                        info={"dataset": "synthetic"}, showcase=3)
+    text = path.read_text()
+    for section in ("## Per-label metrics", "## Confusion matrices", "## Curves", "## Most confident mistakes",
+                    "### toxic", "### threat", "figures/pr_curves.png", "figures/roc_curves.png",
+                    "figures/confusion.png", "**FAIL**", "No curves for threat"):
+        assert section in text, section
+    for name in ("pr_curves.png", "roc_curves.png", "confusion.png"):
+        assert (tmp_path / "figures" / name).read_bytes()[:8] == PNG
+    # The most confident false positive of toxic is listed first, its text escaped onto one table row.
+    negatives = np.flatnonzero((labels[:, 0] == 0) & (probs[:, 0] >= 0.5))
+    worst = ids[negatives[np.argmax(probs[negatives, 0])]]
+    toxic = text.split("### toxic")[1].split("### threat")[0]
+    fp_rows = toxic.split("False positives")[1].split("False negatives")[0]
+    assert fp_rows.split("\n| ")[2].split(" | ")[1] == worst
+    assert "a \\| pipe and a newline" in toxic
+    # Confusion counts add up to the split size.
+    row = next(line for line in text.splitlines() if line.startswith("| toxic | 0.500 |"))
+    assert sum(int(c) for c in row.strip("| ").split(" | ")[2:]) == len(ids)
+
+
+def test_label_table_shows_tuned_columns_and_gate():
+    probs, labels, *_ = data()
+    metrics = threshold_scores(probs, labels, np.array([0.4, 0.6]), LABELS, "test")
+    metrics.update({"val/threshold/toxic": 0.4, "val/threshold/threat": 0.6})
+    result = gate.evaluate(metrics, LABELS, {"min_f1": 0.1}, "test")
+    out = io.StringIO()
+    Console(file=out, width=200).print(label_table(metrics, LABELS, "test", result))
+    text = out.getvalue()
+    assert "F1@thr" in text and "gate" in text and "n/a" in text and "PASS" in text and "0.400" in text
+
+
+def test_predictions_csv_has_ids_texts_and_probabilities(tmp_path):
+    probs, labels, ids, texts = data(5)
+    path = write_predictions(tmp_path / "predictions.csv", ids, texts, probs, labels, LABELS)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["id", "text", "prob_toxic", "prob_threat", "label_toxic", "label_threat"]
+    assert frame["text"].tolist() == texts and np.allclose(frame[["prob_toxic", "prob_threat"]], probs, atol=1e-6)

@@ -1,0 +1,213 @@
+"""`python train.py -m ...` sweeps end to end, on the tiny backbone and a few hundred synthetic rows.
+
+Each test runs real training jobs in subprocesses (with MODLAB_ROOT = tmp_path), so it is what a user
+runs: a sweep that writes its study and results, a SIGKILLed sweep resumed by the same command, pruning
+(in the sweeper's process and in job processes), a raising trial, two workers on one SQLite study,
+a multi-objective sweep, and the one-line errors for bad input.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["backbone.tiny=true", "dataset.reader.size=300", "callbacks.progress_bar=null", "data.max_length=32",
+        "logger=none", "trainer.max_epochs=1", "report.enabled=false", "test=false"]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def env(tmp_path) -> dict[str, str]:
+    return {**os.environ, "MODLAB_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+            "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "0"}
+
+
+def command(*overrides: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "-m", *FAST, *overrides]
+
+
+def sweep(tmp_path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(command(*overrides), cwd=ROOT, env=env(tmp_path), capture_output=True, text=True,
+                          timeout=timeout)
+    (tmp_path / "last_sweep.log").write_text(proc.stdout + proc.stderr)
+    return proc
+
+
+def load(tmp_path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/outputs/optuna/{name}.db")
+
+
+def by_state(study, *states) -> list:
+    return [t for t in study.get_trials(deepcopy=False) if t.state in states]
+
+
+def ok(proc) -> str:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_sweep_writes_study_best_params_and_trial_records(tmp_path):
+    out = ok(sweep(tmp_path, "hparams_search=focal", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=none"))
+    study = load(tmp_path, "focal")
+    assert len(by_state(study, TrialState.COMPLETE)) == 2
+    sweep_dir = tmp_path / "outputs" / "train" / "sweeps" / "focal"
+    saved = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert saved.best_value == pytest.approx(study.best_value)
+    assert set(saved.best_params) == {"optim.lr", "optim.warmup_ratio", "optim.weight_decay", "loss.gamma",
+                                      "loss.alpha"}
+    best_dir = sweep_dir / f"trial_{study.best_trial.number}"
+    assert (sweep_dir / "best").resolve() == Path(saved.best_run_dir).resolve() == best_dir.resolve()
+    for t in study.trials:
+        record = OmegaConf.load(sweep_dir / f"trial_{t.number}" / "trial.yaml")
+        assert record.number == t.number and dict(record.params) == t.params and record.state == "COMPLETE"
+        config = OmegaConf.load(sweep_dir / f"trial_{t.number}" / "config.yaml")
+        assert config.optuna.trial_number == t.number and config.optuna.study_name == "focal"
+        assert config.optim.lr == pytest.approx(t.params["optim.lr"]) and config.loss._target_.endswith("FocalLoss")
+        assert t.intermediate_values and t.user_attrs["epochs"] == 1
+    assert "trial  state     val/auroc_macro" in out  # the summary table
+    dashboard_opens(tmp_path / "outputs" / "optuna" / "focal.db", "focal")
+
+
+def dashboard_opens(db: Path, name: str) -> None:
+    """optuna-dashboard (if installed) serves the study: GET /api/studies through its WSGI app."""
+    try:
+        from optuna_dashboard import wsgi
+    except ImportError:
+        return
+    from wsgiref.util import setup_testing_defaults
+
+    app = wsgi(f"sqlite:///{db}")
+    environ = {"PATH_INFO": "/api/studies", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, h, *a: status.append(s) or io.BytesIO().write))
+    assert status[0].startswith("200"), status
+    assert name in [s["study_name"] for s in json.loads(body)["study_summaries"]]
+
+
+def test_sigkilled_sweep_resumes_to_exactly_n_trials(tmp_path):
+    args = ["hparams_search=focal", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=none", "trainer.max_epochs=3"]
+    first = subprocess.Popen(command(*args), cwd=ROOT, env=env(tmp_path), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    db = tmp_path / "outputs" / "optuna" / "focal.db"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # kill it in the middle of trial 1's training
+            time.sleep(0.5)
+            if db.exists():
+                trials = load(tmp_path, "focal").trials
+                if len(trials) > 1 and trials[1].state == TrialState.RUNNING and trials[1].user_attrs.get("epochs"):
+                    break
+            assert first.poll() is None, "the sweep ended before it could be killed"
+        else:
+            pytest.fail("trial 1 never started training")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert load(tmp_path, "focal").trials[1].state == TrialState.RUNNING  # left behind by the dead process
+
+    ok(sweep(tmp_path, *args))  # the same command again
+    study = load(tmp_path, "focal")
+    assert len(by_state(study, TrialState.COMPLETE)) == 3
+    (stale,) = by_state(study, TrialState.FAIL)
+    assert stale.number == 1 and stale.user_attrs["fail_kind"] == "died"
+    retry = [t for t in study.trials if t.system_attrs.get("modlab:retry_of") == 1]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == stale.params
+    assert not by_state(study, TrialState.RUNNING, TrialState.WAITING)
+    assert by_state(study, TrialState.COMPLETE)[0].number == 0  # trial 0 was kept, not repeated
+
+
+@pytest.mark.parametrize("launcher", ["modlab_process", "basic"])
+def test_pruning_stops_hopeless_trials(tmp_path, launcher):
+    """lr=1.0 (with the head at the same lr) learns nothing: after trial 0 completes, every lr=1.0 trial is pruned
+    after its first epoch of two. Random sampler, seed 2: lr = 1e-3, 1.0, 1e-3, 1.0."""
+    out = ok(sweep(
+        tmp_path, "hydra/sweeper=modlab_optuna", f"hydra/launcher={launcher}", "hydra.sweeper.study_name=prune",
+        "optim.lr=choice(0.001,1.0)", "optim.head_lr=null", "dataset.reader.size=600", "trainer.max_epochs=2",
+        "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
+        "hydra.sweeper.pruner=median", "++hydra.sweeper.pruner_args={n_startup_trials:1,n_warmup_steps:0}",
+    ))
+    study = load(tmp_path, "prune")
+    assert [t.params["optim.lr"] for t in study.trials] == [0.001, 1.0, 0.001, 1.0]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED] * 2, out[-3000:]
+    for t in study.trials:
+        if t.state == TrialState.PRUNED:  # stopped at once: one epoch of two
+            assert t.user_attrs["pruned_at_epoch"] == 0 and t.user_attrs["epochs"] == 1
+            assert list(t.intermediate_values) == [0]
+        else:
+            assert t.user_attrs["epochs"] == 2
+    job_pids = {t.user_attrs["job_pid"].split(":")[1] for t in study.trials}
+    sweeper_pid = str(study.trials[0].system_attrs["modlab:worker"]["pid"])
+    if launcher == "modlab_process":
+        assert sweeper_pid not in job_pids and len(job_pids) == 4  # one process per trial
+    else:
+        assert job_pids == {sweeper_pid}
+
+
+def test_raising_trial_does_not_stop_the_sweep(tmp_path):
+    """data.max_length=100000 raises (a ModlabError before training); random seed 2 draws 32, 100000, 32."""
+    ok(sweep(tmp_path, "hydra/sweeper=modlab_optuna", "hydra.sweeper.study_name=raise", "data.max_length=choice(32,100000)",
+             "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
+             "hydra.sweeper.pruner=none", "hydra.sweeper.max_failure_rate=0.5"))
+    study = load(tmp_path, "raise")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    failed = study.trials[1]
+    assert failed.params["data.max_length"] == 100000 and "exceeds" in failed.user_attrs["error"]
+    assert failed.user_attrs["fail_kind"] == "error"
+
+
+def test_two_workers_share_one_study(tmp_path):
+    args = ["hparams_search=focal", "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none", "trainer.max_epochs=2"]
+    workers = [subprocess.Popen(command(*args), cwd=ROOT, env=env(tmp_path), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=400)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    study = load(tmp_path, "focal")
+    done = by_state(study, TrialState.COMPLETE)
+    assert len(done) == 4 and len({t.number for t in done}) == 4
+    assert len({tuple(t.params.values()) for t in done}) == 4  # different points, not the same draws twice
+    assert not by_state(study, TrialState.RUNNING, TrialState.WAITING)
+    assert all(t.user_attrs.get("fail_kind") == "surplus" for t in by_state(study, TrialState.FAIL))
+    assert len({t.system_attrs["modlab:worker"]["pid"] for t in done}) == 2  # both workers ran trials
+
+
+def test_multi_objective_sweep_reports_the_pareto_set(tmp_path):
+    ok(sweep(tmp_path, "hydra/sweeper=modlab_optuna", "hydra.sweeper.study_name=pareto", "head=choice(cls,attention)",
+             "optimized_metric=[val/auroc_macro,model/latency_ms]", "hydra.sweeper.direction=[maximize,minimize]",
+             "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2"))
+    study = load(tmp_path, "pareto")
+    assert len(by_state(study, TrialState.COMPLETE)) == 2 and study.metric_names == ["val/auroc_macro",
+                                                                                     "model/latency_ms"]
+    (sweep_dir,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
+    saved = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert [p.trial for p in saved.pareto_front] == [t.number for t in study.best_trials]
+    metrics = json.loads((Path(saved.pareto_front[0].run_dir) / "metrics.json").read_text())
+    assert metrics["model/latency_ms"] > 0 and metrics["model/params"] > 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["hydra/sweeper=modlab_optuna", "optim.lrr=interval(1e-5,1e-3)"],
+     "unknown parameter path 'optim.lrr' in the search space; did you mean 'optim.lr'?"),
+    (["hparams_search=focal", "optim.lr=tag(log,interval(0,1))"], "`low > 0` must hold for `log=True`"),
+    (["hparams_search=focal", "hydra.sweeper.direction=[maximize,minimize]"],
+     "direction has 2 entries ['maximize', 'minimize'] but optimized_metric returns 1 value(s)"),
+    (["hparams_search=focal", "hydra.sweeper.storage=postgresql://sweeper@127.0.0.1:1/studies"],
+     "storage postgresql://sweeper@127.0.0.1:1/studies"),
+])
+def test_bad_input_is_one_line_before_any_trial(tmp_path, overrides, message):
+    proc = sweep(tmp_path, *overrides, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not list((tmp_path / "outputs").rglob("config.yaml"))  # no trial started
