@@ -47,7 +47,7 @@ def test_compare_a_multirun_dir(multirun, capsys):
     for row in rows:  # names from each run's Hydra choices (.hydra/hydra.yaml)
         cells = row.strip("| ").split(" | ")
         assert f"head={cells[2]}" in (multirun / cells[0] / ".hydra" / "overrides.yaml").read_text()
-        assert cells[1] == "minilm" and cells[3] == "bce" and cells[4] == "synthetic"
+        assert cells[1] == "minilm-tiny" and cells[3] == "bce" and cells[4] == "synthetic"
         assert len(cells) == 6 + len(LABELS) and all(" / " in c for c in cells[6:])
 
 

@@ -105,10 +105,12 @@ def test_sigkilled_sweep_resumes_to_exactly_n_trials(tmp_path):
     try:
         while time.time() < deadline:  # kill it in the middle of trial 1's training
             time.sleep(0.5)
-            if db.exists():
-                trials = load(tmp_path, "focal").trials
-                if len(trials) > 1 and trials[1].state == TrialState.RUNNING and trials[1].user_attrs.get("epochs"):
-                    break
+            try:
+                trials = load(tmp_path, "focal").trials if db.exists() else []
+            except Exception:  # the sweep is still creating the database or the study
+                trials = []
+            if len(trials) > 1 and trials[1].state == TrialState.RUNNING and trials[1].user_attrs.get("epochs"):
+                break
             assert first.poll() is None, "the sweep ended before it could be killed"
         else:
             pytest.fail("trial 1 never started training")
@@ -128,19 +130,20 @@ def test_sigkilled_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert by_state(study, TrialState.COMPLETE)[0].number == 0  # trial 0 was kept, not repeated
 
 
-@pytest.mark.parametrize("launcher", ["modlab_process", "basic"])
+@pytest.mark.parametrize("launcher", ["modlab_process", pytest.param("basic", marks=pytest.mark.slow)])
 def test_pruning_stops_hopeless_trials(tmp_path, launcher):
-    """lr=1.0 (with the head at the same lr) learns nothing: after trial 0 completes, every lr=1.0 trial is pruned
-    after its first epoch of two. Random sampler, seed 2: lr = 1e-3, 1.0, 1e-3, 1.0."""
+    """lr=1.0 (with the head at the same lr) learns nothing: once trial 0 has completed, an lr=1.0 trial is pruned
+    after its first epoch of two, an lr=1e-3 one is not. Random sampler, seed 2: lr = 1e-3, 1.0, 1e-3.
+    Jobs run in their own processes (modlab_process) or in the sweeper's (basic, the same path the SIGKILL test
+    and the pruning-callback unit test cover)."""
     out = ok(sweep(
         tmp_path, "hydra/sweeper=modlab_optuna", f"hydra/launcher={launcher}", "hydra.sweeper.study_name=prune",
-        "optim.lr=choice(0.001,1.0)", "optim.head_lr=null", "dataset.reader.size=600", "trainer.max_epochs=2",
-        "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
+        "optim.lr=choice(0.001,1.0)", "optim.head_lr=null", "trainer.max_epochs=2", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
         "hydra.sweeper.pruner=median", "++hydra.sweeper.pruner_args={n_startup_trials:1,n_warmup_steps:0}",
     ))
     study = load(tmp_path, "prune")
-    assert [t.params["optim.lr"] for t in study.trials] == [0.001, 1.0, 0.001, 1.0]
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED] * 2, out[-3000:]
+    assert [t.params["optim.lr"] for t in study.trials] == [0.001, 1.0, 0.001]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE], out[-3000:]
     for t in study.trials:
         if t.state == TrialState.PRUNED:  # stopped at once: one epoch of two
             assert t.user_attrs["pruned_at_epoch"] == 0 and t.user_attrs["epochs"] == 1
@@ -150,25 +153,25 @@ def test_pruning_stops_hopeless_trials(tmp_path, launcher):
     job_pids = {t.user_attrs["job_pid"].split(":")[1] for t in study.trials}
     sweeper_pid = str(study.trials[0].system_attrs["modlab:worker"]["pid"])
     if launcher == "modlab_process":
-        assert sweeper_pid not in job_pids and len(job_pids) == 4  # one process per trial
+        assert sweeper_pid not in job_pids and len(job_pids) == 3  # one process per trial
     else:
         assert job_pids == {sweeper_pid}
 
 
 def test_raising_trial_does_not_stop_the_sweep(tmp_path):
-    """data.max_length=100000 raises (a ModlabError before training); random seed 2 draws 32, 100000, 32."""
+    """data.max_length=100000 raises (a ModlabError before training); random seed 1 draws 100000, then 32."""
     ok(sweep(tmp_path, "hydra/sweeper=modlab_optuna", "hydra.sweeper.study_name=raise", "data.max_length=choice(32,100000)",
-             "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
+             "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=1",
              "hydra.sweeper.pruner=none", "hydra.sweeper.max_failure_rate=0.5"))
     study = load(tmp_path, "raise")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    failed = study.trials[1]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    failed = study.trials[0]
     assert failed.params["data.max_length"] == 100000 and "exceeds" in failed.user_attrs["error"]
     assert failed.user_attrs["fail_kind"] == "error"
 
 
 def test_two_workers_share_one_study(tmp_path):
-    args = ["hparams_search=focal", "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none", "trainer.max_epochs=2"]
+    args = ["hparams_search=focal", "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none"]
     workers = [subprocess.Popen(command(*args), cwd=ROOT, env=env(tmp_path), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=400)[0] for w in workers]
@@ -182,6 +185,7 @@ def test_two_workers_share_one_study(tmp_path):
     assert len({t.system_attrs["modlab:worker"]["pid"] for t in done}) == 2  # both workers ran trials
 
 
+@pytest.mark.slow  # the Pareto output is unit-tested with a fake launcher; this adds the real latency objective
 def test_multi_objective_sweep_reports_the_pareto_set(tmp_path):
     ok(sweep(tmp_path, "hydra/sweeper=modlab_optuna", "hydra.sweeper.study_name=pareto", "head=choice(cls,attention)",
              "optimized_metric=[val/auroc_macro,model/latency_ms]", "hydra.sweeper.direction=[maximize,minimize]",

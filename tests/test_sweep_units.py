@@ -286,9 +286,47 @@ def test_resume_continues_and_refuses_a_different_space(master):
         run_sweep(master, quality, n_trials=4, direction="minimize")
 
 
+def test_ctrl_c_requeues_the_interrupted_trial_for_the_next_run(master):
+    calls = iter(range(100))
+
+    def interrupted_second(p):
+        if next(calls) == 1:
+            raise KeyboardInterrupt
+        return quality(p)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(master, interrupted_second, n_trials=3, sampler="random")
+    plan, _ = run_sweep(master, quality, n_trials=3, sampler="random")  # the same command again
+    trials = plan.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    assert trials[1].user_attrs[recovery.FAIL_KIND] == "interrupted"
+    assert trials[2].params == trials[1].params and trials[2].system_attrs[recovery.RETRY_OF] == 1
+
+
 def test_direction_count_must_match_optimized_metric(master):
     with pytest.raises(ModlabError, match=r"direction has 2 entries .* returns 1 value"):
         run_sweep(master, quality, direction=["maximize", "minimize"])
+
+
+def test_latency_and_params_objectives():
+    import torch
+
+    from modlab.sweep.objectives import extra_metrics
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 2)
+
+        def forward(self, ids, mask):
+            return self.lin(ids.float())
+
+    dm = types.SimpleNamespace(val_dataloader=lambda: [{"input_ids": torch.ones(3, 4), "attention_mask": torch.ones(3, 4)}])
+    model = Model().train()
+    out = extra_metrics(model, dm, ["val/auroc_macro", "model/latency_ms"])
+    assert out["model/params"] == 10 and out["model/latency_ms"] > 0 and model.training
+    assert set(extra_metrics(model, dm, "val/auroc_macro")) == {"model/params"}
 
 
 # --- recovery -----------------------------------------------------------------------------------------------

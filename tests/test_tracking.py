@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import wandb
 
+from modlab.runinfo import run_identity
 from modlab.tracking import (
     SafeWandbLogger,
     finish_loggers,
     instantiate_loggers,
     log_run_results,
     read_offline_run,
-    run_identity,
     wandb_records,
 )
 from modlab.train import run
@@ -58,7 +58,7 @@ def test_training_run_logs_per_label_metrics_best_summary_table_and_curves(train
 
     info = data["run"]
     assert info["group"] == "focal-study" and info["job_type"] == "train" and info["name"].endswith("-3")
-    assert {"backbone:minilm", "head:mean", "loss:bce", "dataset:synthetic"} <= set(info["tags"])
+    assert {"backbone:minilm-tiny", "head:mean", "loss:bce", "dataset:synthetic"} <= set(info["tags"])
     assert data["config"]["optim"]["lr"] == cfg.optim.lr and data["config"]["backbone"]["tiny"] is True
     assert data["config"]["optuna"]["study_name"] == "focal-study"
 
@@ -172,17 +172,20 @@ def test_finish_never_hangs_the_job(train_cfg, caplog):
 
 def test_each_job_is_its_own_run(train_cfg):
     cfg_a, _, first = wandb_logger(train_cfg)
+    first_dir = str(cfg_a.paths.output_dir)  # resolved now: the next compose changes hydra's output_dir
     first_id = first.experiment.id
-    cfg_b, loggers, second = wandb_logger(train_cfg)  # the previous job never finished its run
+    _, loggers, second = wandb_logger(train_cfg)  # the previous job never finished its run
     assert second.experiment.id != first_id
     finish_loggers(loggers)
-    kinds = [r.WhichOneof("record_type") for r in wandb_records(next(offline_run(cfg_a.paths.output_dir).glob("*.wandb")))]
-    assert "exit" in kinds
+    first_run = offline_run(first_dir)
+    assert read_offline_run(first_run)["run"]["id"] == first_id  # (waits for the exit record)
+    assert "exit" in [r.WhichOneof("record_type") for r in wandb_records(next(first_run.glob("*.wandb")))]
 
 
 def test_reader_rejects_corrupt_files(tmp_path, train_cfg):
     cfg, loggers, logger = wandb_logger(train_cfg)
     finish_loggers(loggers)
+    read_offline_run(offline_run(cfg.paths.output_dir))  # flushed
     path = next(offline_run(cfg.paths.output_dir).glob("*.wandb"))
     data = bytearray(path.read_bytes())
     data[40] ^= 0xFF

@@ -20,7 +20,7 @@ from rich.table import Table
 from modlab.errors import ModlabError
 from modlab.io import atomic_write_text
 from modlab.report import markdown_table
-from modlab.tracking import CHOICE_GROUPS, choices_from_config
+from modlab.runinfo import CHOICE_GROUPS, merge_choices
 
 MARKDOWN = "compare.md"
 FIGURE = "compare.png"
@@ -79,9 +79,8 @@ def load_run(path: Path, split: str | None = None) -> RunSummary:
     except ValueError as err:
         raise ModlabError(f"{path / 'metrics.json'} is not valid JSON ({err}); is the run still writing it?") from None
     cfg = _read_yaml(path / "config.yaml")
-    choices = choices_from_config(cfg)
     hydra_choices = (_read_yaml(path / ".hydra" / "hydra.yaml").get("hydra") or {}).get("runtime", {}).get("choices", {})
-    choices = {g: hydra_choices.get(g) or choices.get(g) for g in CHOICE_GROUPS}
+    choices = merge_choices(hydra_choices, cfg)
     if split is None:
         split = "test" if any(k.startswith("test/auroc/") for k in metrics) else "val"
     found = [k.split("/", 2)[2] for k in metrics if k.startswith(f"{split}/auroc/")]
@@ -140,8 +139,8 @@ def rows(runs: list[RunSummary]) -> tuple[list[str], list[str], list[list[str]]]
 def table(runs: list[RunSummary]) -> Table:
     header, labels, body = rows(runs)
     splits = sorted({r.split for r in runs})
-    t = Table(title=f"{len(runs)} runs: per-label {'/'.join(splits)} ROC-AUC / {_f1_metric(runs).replace('_', ' ')}, "
-                    f"best first")
+    f1 = "F1 at the tuned thresholds" if _f1_metric(runs) == "f1_tuned" else "F1 at 0.5"
+    t = Table(title=f"{len(runs)} runs, best first: per-label {'/'.join(splits)} ROC-AUC / {f1}")
     for i, h in enumerate(header):
         t.add_column(h, justify="right" if i > len(CHOICE_GROUPS) else "left")
     for row in body:
@@ -161,8 +160,9 @@ def plot(runs: list[RunSummary], path: Path) -> Path:
     x = list(range(len(labels)))
     for i, r in enumerate(runs):
         for ax, metric in zip(axes, ("auroc", f1), strict=True):
+            name = f"{r.name}: " + "/".join(str(r.choices[g]) for g in ("backbone", "head", "loss") if r.choices.get(g))
             ax.plot(x, [r.get(metric, n) for n in labels], marker="o", linewidth=1.2, color=cmap(i % cmap.N),
-                    label=r.name if len(runs) <= 20 else None)
+                    label=name if len(runs) <= 20 else None)
     for ax, title in zip(axes, ("ROC-AUC", f1.replace("_", " ").replace("f1", "F1")), strict=True):
         ax.set_ylabel(title)
         ax.set_ylim(0, 1.02)
@@ -198,9 +198,10 @@ def compare(paths: list[str | Path], out: str | Path | None = None, split: str |
         out = os.path.commonpath([r.path for r in runs]) if len(runs) > 1 else runs[0].path
     out = Path(out)
     console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 160)
-    console.print(table(runs))
+    rendered = table(runs)
+    if not console.is_terminal:  # logs and pipes: as wide as the table needs, nothing truncated
+        console.width = max(console.width, console.measure(rendered, options=console.options.update_width(1000)).maximum)
+    console.print(rendered)
     figure = plot(runs, out / FIGURE).name if draw else None
     path = atomic_write_text(out / MARKDOWN, markdown(runs, figure))
     console.print(f"wrote {path}" + (f" and {out / FIGURE}" if figure else ""))

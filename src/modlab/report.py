@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from modlab.io import atomic_write_text
-from modlab.metrics import binarize, curves, metric_targets, stat_scores
 
 COLUMNS = (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"), ("auroc", "ROC-AUC"), ("auprc", "PR-AUC"))
 TUNED = (("threshold", "Thr"), ("f1_tuned", "F1@thr"), ("precision_tuned", "P@thr"), ("recall_tuned", "R@thr"))
@@ -50,9 +49,10 @@ def _rows(metrics: dict[str, float], labels: list[str], split: str, gate: dict |
         row = [kind, ""] + [_fmt(metrics.get(f"{split}/{k}_{kind}")) for k, _ in COLUMNS]
         row += ["" if k == "threshold" else _fmt(metrics.get(f"{split}/{k}_{kind}")) for k, _ in tuned]
         if gate:
-            row.append(_gate_cell(gate["labels"].get(kind)) if kind == "macro" else
-                       ("PASS" if gate["passed"] else "FAIL"))
+            row.append(_gate_cell(gate["labels"].get(kind)) if kind == "macro" else "")
         summary.append(row)
+    if gate:
+        summary.append(["gate overall"] + [""] * (len(header) - 2) + ["PASS" if gate["passed"] else "FAIL"])
     return header, body, summary
 
 
@@ -76,10 +76,10 @@ def label_table(metrics: dict[str, float], labels: list[str], split: str = "test
 
 def print_label_table(metrics: dict[str, float], labels: list[str], split: str = "test",
                       gate: dict | None = None) -> None:
-    console = Console()
-    if not console.is_terminal:  # logs and pipes: wide enough for every column, nothing truncated
-        console.width = max(console.width, 132)
-    console.print(label_table(metrics, labels, split, gate))
+    console, table = Console(), label_table(metrics, labels, split, gate)
+    if not console.is_terminal:  # logs and pipes: as wide as the table needs, nothing truncated
+        console.width = max(console.width, console.measure(table, options=console.options.update_width(1000)).maximum)
+    console.print(table)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -162,6 +162,8 @@ def plot_confusions(counts: np.ndarray, label_names: list[str], path: Path) -> N
 def confident_mistakes(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, k: int) -> dict[int, dict]:
     """Per label index: {'fp': indices of the k highest-probability negatives predicted positive,
     'fn': indices of the k lowest-probability positives predicted negative}."""
+    from modlab.metrics import binarize, metric_targets  # torch: only when a report is written
+
     targets = metric_targets(_as_tensor(labels)).numpy()
     decisions = binarize(probs, thresholds)
     out = {}
@@ -184,6 +186,8 @@ def write_report(output_dir: str | Path, *, title: str, metrics: dict[str, float
                  thresholds: np.ndarray | None, gate: dict | None = None, info: dict | None = None,
                  showcase: int = 5, curve_data: dict | None = None) -> Path:
     """report.md + figures/{pr_curves,roc_curves,confusion}.png in `output_dir`; returns the report's path."""
+    from modlab.metrics import binarize, curves, metric_targets, stat_scores
+
     output_dir = Path(output_dir)
     figures = output_dir / FIGURES
     figures.mkdir(parents=True, exist_ok=True)

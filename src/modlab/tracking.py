@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import struct
 import threading
 import zlib
@@ -28,9 +27,9 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
+from modlab.runinfo import run_identity
 
-CHOICE_GROUPS = ("backbone", "head", "loss", "dataset")
+log = logging.getLogger(__name__)
 
 
 def instantiate_loggers(cfg: DictConfig | None, run_cfg: DictConfig | None = None) -> list[Logger]:
@@ -47,71 +46,6 @@ def instantiate_loggers(cfg: DictConfig | None, run_cfg: DictConfig | None = Non
         if logger is not None:
             loggers.append(logger)
     return loggers
-
-
-# ----------------------------------------------------------------------------------------------- run identity
-
-def _snake(name: str, suffix: str) -> str:
-    name = name.rsplit(".", 1)[-1].removesuffix(suffix)
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def choices_from_config(cfg) -> dict[str, str | None]:
-    """backbone/head/loss/dataset names derived from a resolved config (when Hydra's choices are unknown)."""
-    get = (lambda *keys: OmegaConf.select(cfg, ".".join(keys))) if isinstance(cfg, DictConfig) else \
-        (lambda *keys: _dig(cfg, keys))
-    backbone = get("backbone", "name")
-    if backbone:
-        backbone = str(backbone).rstrip("/").rsplit("/", 1)[-1] + ("-tiny" if get("backbone", "tiny") else "")
-    head, loss = get("head", "_target_"), get("loss", "_target_")
-    return {"backbone": backbone, "head": head and _snake(head, "Head"), "loss": loss and _snake(loss, "Loss"),
-            "dataset": get("dataset", "name")}
-
-
-def _dig(obj, keys):
-    for key in keys:
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-
-def run_choices(cfg: DictConfig | None) -> dict[str, str | None]:
-    """The Hydra choices of backbone/head/loss/dataset when Hydra is running, else derived from `cfg`."""
-    from hydra.core.hydra_config import HydraConfig
-
-    derived = choices_from_config(cfg) if cfg is not None else dict.fromkeys(CHOICE_GROUPS)
-    if HydraConfig.initialized():
-        choices = HydraConfig.get().runtime.choices
-        return {g: choices.get(g) or derived.get(g) for g in CHOICE_GROUPS}
-    return derived
-
-
-def _multirun() -> tuple[bool, str | None, int | None]:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return False, None, None
-    hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return False, None, None
-    sweep = OmegaConf.select(hc, "sweep.dir")
-    return True, f"{hc.job.get('name') or 'run'}-{Path(str(sweep)).name}" if sweep else None, hc.job.get("num")
-
-
-def run_identity(run_cfg: DictConfig | None, group: str | None, name: str | None, tags) -> tuple:
-    """(group, name, tags): the study name (or the multirun) as group, choices as tags."""
-    choices = run_choices(run_cfg)
-    is_multi, sweep_group, num = _multirun()
-    group = group or sweep_group
-    if not name:
-        name = "-".join(str(choices[g]) for g in ("backbone", "head", "loss") if choices.get(g)) or None
-        trial = OmegaConf.select(run_cfg, "optuna.trial_number") if run_cfg is not None else None
-        if name and (trial is not None or is_multi):
-            name += f"-{trial if trial is not None else num}"
-    tags = [str(t) for t in (tags or [])] + [f"{g}:{v}" for g, v in choices.items() if v]
-    return group, name, list(dict.fromkeys(t[:64] for t in tags))
 
 
 # ------------------------------------------------------------------------------------------------------ W&B
@@ -348,6 +282,8 @@ def wandb_records(path: str | Path) -> Iterator[Any]:
             pos += _BLOCK - pos % _BLOCK
             continue
         crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):  # the tail of a log still being written
+            break
         chunk = data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
@@ -361,14 +297,22 @@ def wandb_records(path: str | Path) -> Iterator[Any]:
             yield record
 
 
-def read_offline_run(run_dir: str | Path) -> dict:
-    """{'run': {id, project, group, tags, job_type}, 'config': {...}, 'summary': {...}, 'history': [{...}]}."""
+def read_offline_run(run_dir: str | Path, wait: float = 10.0) -> dict:
+    """{'run': {id, project, group, tags, job_type}, 'config': {...}, 'summary': {...}, 'history': [{...}]}.
+
+    wandb-core writes the log in its own process and may still be flushing it just after `finish()`
+    returns: wait up to `wait` seconds for the run's exit record.
+    """
     import json
+    import time
 
     run_dir = Path(run_dir)
     files = [run_dir] if run_dir.suffix == ".wandb" else sorted(run_dir.glob("*.wandb"))
     if not files:
         raise FileNotFoundError(f"no .wandb file in {run_dir}")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not any(r.WhichOneof("record_type") == "exit" for r in wandb_records(files[0])):
+        time.sleep(0.1)
 
     def put(target: dict, item) -> None:
         """Set item's value at its key; a nested key (a table's fields, say) becomes nested dicts."""

@@ -67,7 +67,7 @@ def summary(study, metric_names: list[str] | None = None) -> dict[str, Any]:
         "study_name": study.study_name,
         "directions": [d.name.lower() for d in study.directions],
         "metrics": names,
-        "n_trials": counts,
+        "trials": counts,  # by state
         "epochs_trained": sum(int(t.user_attrs.get(EPOCHS) or 0) for t in trials),
     }
     best = best_trials(study)

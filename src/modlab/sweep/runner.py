@@ -19,6 +19,7 @@ import logging
 import math
 import sys
 import time
+import types
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -190,6 +191,25 @@ def check_composition(space: SearchSpace, master: DictConfig, config_loader) -> 
     return first
 
 
+def job_overrides(space: SearchSpace, study_name: str, url: str, monitor: str, pruner: dict, trial) -> list[str]:
+    """What every job gets besides its params: the trial's identity and the pruning callback."""
+    spec = ",".join(f"{k}:{render(v)}" for k, v in pruner.items())
+    cb = "+callbacks.optuna_pruning"
+    return [
+        f"+optuna.study_name={render(study_name)}",
+        f"+optuna.storage={render(url)}",
+        f"+optuna.trial_number={trial.number}",
+        f"+optuna.trial_id={trial._trial_id}",
+        f"{cb}._target_=modlab.sweep.pruning.OptunaPruning",
+        f"{cb}.storage=${{optuna.storage}}",
+        f"{cb}.study_name=${{optuna.study_name}}",
+        f"{cb}.trial_id=${{optuna.trial_id}}",
+        f"{cb}.trial_number=${{optuna.trial_number}}",
+        f"{cb}.monitor={render(monitor)}",
+        f"{cb}.pruner={{{spec}}}",
+    ]
+
+
 class SweepRunner:
     def __init__(self, settings: SweeperSettings, config: DictConfig, hydra_context, launcher) -> None:
         self.s, self.config, self.hydra_context, self.launcher = settings, config, hydra_context, launcher
@@ -240,6 +260,10 @@ class SweepRunner:
 
         study_name = s.study_name or self._default_study_name()
         url = s.storage or default_url(self._log_dir(), study_name)
+        # What the sweeper adds to each job (trial identity, pruning callback) must compose too.
+        probe = types.SimpleNamespace(number=0, _trial_id=0, params=first_values(space))
+        _compose(loader, self.config, space.fixed + space.overrides(probe.params)
+                 + job_overrides(space, study_name, url, metrics[0], pruner, probe))
         if has_password(url):
             log.warning("the storage URL holds a password, which each trial's config will record; prefer "
                         "PGPASSWORD or ~/.pgpass")
@@ -410,25 +434,8 @@ class SweepRunner:
         return held >= self.s.n_trials
 
     def _job_overrides(self, plan: Plan, trial) -> list[str]:
-        ov = list(plan.space.fixed) + plan.space.overrides(trial.params)
-        ov += [
-            f"+optuna.study_name={render(plan.study_name)}",
-            f"+optuna.storage={render(plan.url)}",
-            f"+optuna.trial_number={trial.number}",
-            f"+optuna.trial_id={trial._trial_id}",
-        ]
-        pruner = ",".join(f"{k}:{render(v)}" for k, v in plan.pruner.items())
-        cb = "+callbacks.optuna_pruning"
-        ov += [
-            f"{cb}._target_=modlab.sweep.pruning.OptunaPruning",
-            f"{cb}.storage=${{optuna.storage}}",
-            f"{cb}.study_name=${{optuna.study_name}}",
-            f"{cb}.trial_id=${{optuna.trial_id}}",
-            f"{cb}.trial_number=${{optuna.trial_number}}",
-            f"{cb}.monitor={render(plan.metrics[0])}",
-            f"{cb}.pruner={{{pruner}}}",
-        ]
-        return ov
+        return list(plan.space.fixed) + plan.space.overrides(trial.params) + job_overrides(
+            plan.space, plan.study_name, plan.url, plan.metrics[0], plan.pruner, trial)
 
     def _launch(self, plan: Plan, batch: list) -> None:
         job_overrides = [self._job_overrides(plan, t) for t in batch]

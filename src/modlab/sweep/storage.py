@@ -7,7 +7,9 @@ clear line instead of a traceback after the first trial.
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -72,12 +74,21 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     elif url.startswith("sqlite:///:memory:") or url == "sqlite://":
         raise ModlabError("an in-memory SQLite storage cannot be shared with trials or resumed; use a file URL")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period, heartbeat_stale_trial_callback=stale_callback,
-            )
+        for attempt in range(6):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period, heartbeat_stale_trial_callback=stale_callback,
+                    )
+            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError
+                    ) as err:
+                # Workers started together race to create the schema ("table ... already exists"): the loser
+                # finds it there on the next try.
+                if attempt == 5 or not any(s in str(err).lower() for s in ("already exists", "locked", "duplicate")):
+                    raise
+                time.sleep(0.2 + random.random() * 0.5)
     except ImportError as err:
         missing = getattr(err, "name", None) or getattr(err.__cause__, "name", None)
         package = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary"}.get(missing, missing)
