@@ -353,6 +353,7 @@ def test_trial_of_a_dead_process_is_failed_and_retried_once(tmp_path):
     assert study.trials[0].user_attrs[recovery.FAIL_KIND] == "died"
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_trial_without_heartbeat_is_failed_and_retried(tmp_path):
     study, rdb = _study(tmp_path, heartbeat_interval=1, grace_period=1,
                         stale_callback=recovery.stale_callback(limit=1))

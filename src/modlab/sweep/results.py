@@ -106,8 +106,7 @@ def write_results(study, sweep_dir: str | Path, extra: dict[str, Any] | None = N
                   metric_names: list[str] | None = None) -> dict[str, Any]:
     sweep_dir = Path(sweep_dir)
     result = {"name": "optuna", **summary(study, metric_names), **(extra or {})}
-    path = atomic_write_text(sweep_dir / RESULTS, OmegaConf.to_yaml(OmegaConf.create(result)))
-    path.chmod(0o644)  # mkstemp makes it private; results are for the team
+    atomic_write_text(sweep_dir / RESULTS, OmegaConf.to_yaml(OmegaConf.create(result)))
     _link_best(sweep_dir, result.get("best_run_dir"))
     return result
 
