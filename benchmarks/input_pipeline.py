@@ -204,7 +204,7 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
     cfg = config(args.data)
-    path = backbones.resolve(cfg.backbone.name, cfg.backbone.get("package"), False, cfg.backbone.family)
+    path = backbones.resolve_config(cfg.backbone)
     tokenizer = backbones.load_tokenizer(path)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "

@@ -108,3 +108,12 @@ def test_compare_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "broken" / "metrics.json").write_text("{")
     with pytest.raises(ModlabError, match="not valid JSON"):
         compare([tmp_path / "broken"])
+
+
+def test_sorting_by_a_loss_puts_the_lowest_first(tmp_path):
+    config = "optimized_metric: val/auroc_macro\nmonitor: {metric: val/auroc_macro, mode: max}\n"
+    fake_run(tmp_path / "runs" / "a", {"val/auroc_macro": 0.9, "val/loss": 0.5, "test/auroc/spam": 0.9}, config)
+    fake_run(tmp_path / "runs" / "b", {"val/auroc_macro": 0.7, "val/loss": 0.2, "test/auroc/spam": 0.7}, config)
+    assert [r.name for r in load_runs([tmp_path / "runs"])] == ["a", "b"]
+    runs = load_runs([tmp_path / "runs"], sort_by="val/loss")
+    assert [(r.name, r.metric, r.mode) for r in runs] == [("b", "val/loss", "min"), ("a", "val/loss", "min")]

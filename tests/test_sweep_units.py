@@ -327,6 +327,9 @@ def test_latency_and_params_objectives():
     out = extra_metrics(model, dm, ["val/auroc_macro", "model/latency_ms"])
     assert out["model/params"] == 10 and out["model/latency_ms"] > 0 and model.training
     assert set(extra_metrics(model, dm, "val/auroc_macro")) == {"model/params"}
+    empty = types.SimpleNamespace(val_dataloader=lambda: [])
+    with pytest.raises(ModlabError, match="validation split is empty"):
+        extra_metrics(model, empty, ["val/auroc_macro", "model/latency_ms"])
 
 
 # --- recovery -----------------------------------------------------------------------------------------------
@@ -431,3 +434,22 @@ def test_pruning_callback_reports_each_epoch_and_prunes_a_hopeless_trial(tmp_pat
     assert frozen.user_attrs[PRUNED_AT] == 1 and frozen.user_attrs[EPOCHS] == 2
     test_time = types.SimpleNamespace(**{**vars(_trainer(0.1, 3)), "state": types.SimpleNamespace(fn="validate")})
     cb.on_validation_end(test_time, None)  # after fit (validate/test the best checkpoint): ignored
+
+
+def test_workers_racing_to_create_the_schema_retry_instead_of_failing(tmp_path, monkeypatch):
+    import sqlalchemy.exc
+
+    from modlab.sweep import storage
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:  # what the loser of two fresh workers sees from SQLite
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {},
+                                                Exception("UNIQUE constraint failed: alembic_version.version_num"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    opened = storage.open_storage(f"sqlite:///{tmp_path}/race.db")
+    assert len(calls) == 2 and opened.get_all_studies() == []

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from modlab.errors import ModlabError
 from modlab.io import atomic_write_text
-from modlab.report import markdown_table
+from modlab.report import colors, fmt, markdown_table, print_wide, save_figure
 from modlab.runinfo import CHOICE_GROUPS, merge_choices
 
 MARKDOWN = "compare.md"
@@ -73,7 +73,8 @@ def _read_yaml(path: Path) -> dict:
         return {}
 
 
-def load_run(path: Path, split: str | None = None) -> RunSummary:
+def load_run(path: Path, split: str | None = None, metric: str | None = None) -> RunSummary:
+    """The run at `path`, ranked by `metric` (default: its optimized_metric)."""
     try:
         metrics = json.loads((path / "metrics.json").read_text())
     except ValueError as err:
@@ -86,8 +87,9 @@ def load_run(path: Path, split: str | None = None) -> RunSummary:
     found = [k.split("/", 2)[2] for k in metrics if k.startswith(f"{split}/auroc/")]
     order = cfg.get("labels") or _read_yaml(path / "csv" / "hparams.yaml").get("labels") or []
     labels = [n for n in order if n in found] + sorted(n for n in found if n not in order)
-    metric = cfg.get("optimized_metric")
-    metric = metric[0] if isinstance(metric, list) and metric else metric
+    if metric is None:
+        metric = cfg.get("optimized_metric")
+        metric = metric[0] if isinstance(metric, list) and metric else metric
     monitor = cfg.get("monitor") or {}
     mode = monitor.get("mode", "max") if monitor.get("metric") == metric else ("min" if "loss" in str(metric) else "max")
     value = metrics.get(metric) if metric else None
@@ -96,23 +98,16 @@ def load_run(path: Path, split: str | None = None) -> RunSummary:
 
 
 def load_runs(paths: list[str | Path], split: str | None = None, sort_by: str | None = None) -> list[RunSummary]:
-    runs = [load_run(p, split) for p in find_runs(paths)]
+    runs = [load_run(p, split, sort_by) for p in find_runs(paths)]
     common = Path(os.path.commonpath([r.path for r in runs])) if len(runs) > 1 else runs[0].path.parent
     for r in runs:
         r.name = str(r.path.relative_to(common)) if r.path != common else r.path.name
-        if sort_by:
-            r.metric, value = sort_by, r.metrics.get(sort_by)
-            r.value = math.nan if value is None else float(value)
 
     def key(r: RunSummary):
         missing = math.isnan(r.value)
         return (missing, 0.0 if missing else (r.value if r.mode == "min" else -r.value))
 
     return sorted(runs, key=key)
-
-
-def _fmt(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _f1_metric(runs: list[RunSummary]) -> str:
@@ -129,10 +124,10 @@ def rows(runs: list[RunSummary]) -> tuple[list[str], list[str], list[list[str]]]
     header = ["run", *CHOICE_GROUPS, metric_header or "optimized metric", *labels]
     body = []
     for r in runs:
-        value = _fmt(r.value) if metric_header != "optimized metric" or r.metric is None else \
-            f"{r.metric}: {_fmt(r.value)}"
+        value = fmt(r.value) if metric_header != "optimized metric" or r.metric is None else \
+            f"{r.metric}: {fmt(r.value)}"
         body.append([r.name, *(str(r.choices.get(g) or "-") for g in CHOICE_GROUPS), value,
-                     *(f"{_fmt(r.get('auroc', n))} / {_fmt(r.get(f1, n))}" for n in labels)])
+                     *(f"{fmt(r.get('auroc', n))} / {fmt(r.get(f1, n))}" for n in labels)])
     return header, labels, body
 
 
@@ -149,19 +144,17 @@ def table(runs: list[RunSummary]) -> Table:
 
 
 def plot(runs: list[RunSummary], path: Path) -> Path:
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     labels = list(dict.fromkeys(n for r in runs for n in r.labels))
     f1 = _f1_metric(runs)
     fig = Figure(figsize=(max(7.0, 1.1 * len(labels) + 3), 7), dpi=100, layout="constrained")
     axes = fig.subplots(2, 1, sharex=True)
-    cmap = colormaps["tab10" if len(runs) <= 10 else "tab20"]
     x = list(range(len(labels)))
-    for i, r in enumerate(runs):
+    for color, r in zip(colors(len(runs)), runs, strict=True):
         for ax, metric in zip(axes, ("auroc", f1), strict=True):
             name = f"{r.name}: " + "/".join(str(r.choices[g]) for g in ("backbone", "head", "loss") if r.choices.get(g))
-            ax.plot(x, [r.get(metric, n) for n in labels], marker="o", linewidth=1.2, color=cmap(i % cmap.N),
+            ax.plot(x, [r.get(metric, n) for n in labels], marker="o", linewidth=1.2, color=color,
                     label=name if len(runs) <= 20 else None)
     for ax, title in zip(axes, ("ROC-AUC", f1.replace("_", " ").replace("f1", "F1")), strict=True):
         ax.set_ylabel(title)
@@ -171,9 +164,7 @@ def plot(runs: list[RunSummary], path: Path) -> Path:
     axes[0].set_title(f"Per-label metrics across {len(runs)} runs")
     if len(runs) <= 20:
         axes[0].legend(fontsize=8, loc="lower left", ncols=2 if len(runs) > 6 else 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown(runs: list[RunSummary], figure: str | None) -> str:
@@ -198,10 +189,7 @@ def compare(paths: list[str | Path], out: str | Path | None = None, split: str |
         out = os.path.commonpath([r.path for r in runs]) if len(runs) > 1 else runs[0].path
     out = Path(out)
     console = console or Console()
-    rendered = table(runs)
-    if not console.is_terminal:  # logs and pipes: as wide as the table needs, nothing truncated
-        console.width = max(console.width, console.measure(rendered, options=console.options.update_width(1000)).maximum)
-    console.print(rendered)
+    print_wide(table(runs), console)
     figure = plot(runs, out / FIGURE).name if draw else None
     path = atomic_write_text(out / MARKDOWN, markdown(runs, figure))
     console.print(f"wrote {path}" + (f" and {out / FIGURE}" if figure else ""))

@@ -11,12 +11,12 @@ Metrics use the training keys with the `test/` prefix whatever `split` is scored
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -26,8 +26,7 @@ from modlab import scoring
 from modlab import thresholds as thr
 from modlab.errors import ModlabError
 from modlab.gate import enforce as enforce_gate
-from modlab.io import atomic_write_text, write_json
-from modlab.report import print_label_table
+from modlab.io import atomic_write_text
 from modlab.tracking import finish_loggers, instantiate_loggers
 
 log = logging.getLogger(__name__)
@@ -71,8 +70,6 @@ def data_settings(cfg: DictConfig, train_cfg: DictConfig | None) -> DictConfig:
 def read_in_label_order(reader: DictConfig, labels: list[str]):
     """The dataset's table with its label columns in the checkpoint's order when it has the same label set
     (a JSONL reader infers its taxonomy sorted); any other label set is left for the mismatch check."""
-    import dataclasses
-
     table = instantiate(reader)
     names = list(table.label_names)
     if names != list(labels) and sorted(names) == sorted(labels):
@@ -98,7 +95,7 @@ def _loader(dm, split: str, data: DictConfig) -> DataLoader:
 
 def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     from modlab.models.module import ModerationClassifier
-    from modlab.train import build_datamodule, check_checkpoint_labels, optimized_value
+    from modlab.train import build_datamodule, check_checkpoint_labels, checkpoint_hparams, optimized_value
 
     try:
         ckpt_arg = cfg.ckpt_path
@@ -112,7 +109,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
-    hparams = torch.load(ckpt, map_location="cpu", weights_only=False).get("hyper_parameters") or {}
+    hparams = checkpoint_hparams(ckpt)
     if "backbone" not in hparams or "labels" not in hparams:
         raise ModlabError(f"{ckpt} is not a modlab checkpoint (no backbone/labels hyperparameters)")
     train_cfg = _training_config(run_dir)
@@ -122,11 +119,12 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
                          "reader": dataset["reader"], "labels": list(hparams["labels"])}
     dm = build_datamodule(OmegaConf.create({"backbone": hparams["backbone"], "dataset": dataset, "data": data}),
                           str(output_dir))
-    check_checkpoint_labels(str(ckpt), dm.label_names)
+    check_checkpoint_labels(ckpt, hparams["labels"], dm.label_names)
     scoring.check_config(cfg, dm.label_names)
-    thresholds_path = cfg.get("thresholds_path") or (run_dir / thr.FILENAME if run_dir is not None else None)
+    explicit = cfg.get("thresholds_path")
+    thresholds_path = explicit or (run_dir / thr.FILENAME if run_dir is not None else None)
     payload = None
-    if thresholds_path is not None and (cfg.get("thresholds_path") or Path(thresholds_path).is_file()):
+    if explicit or (thresholds_path is not None and thresholds_path.is_file()):
         payload = thr.load(thresholds_path, dm.label_names)
         log.info("applying the thresholds in %s", thresholds_path)
     else:
@@ -151,8 +149,6 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
             cfg, output_dir=output_dir, label_names=dm.label_names, metrics=metrics,
             predictions=scoring.gather(model, ("test",)), table=dm.table, loggers=loggers, report_split="test",
             thresholds=payload, info={"checkpoint": str(ckpt), "dataset": dm.table.source, "rows": cfg.split})
-        write_json(output_dir / "metrics.json", metrics)
-        print_label_table(metrics, dm.label_names, "test", gate)
     finish_loggers(loggers)
     enforce_gate(gate, cfg.get("gate"))
     return optimized_value(metrics, cfg.get("optimized_metric"))

@@ -46,7 +46,6 @@ IGNORE = -1
 # Metrics that are meaningless without positives / without negatives in the split.
 NEEDS_POSITIVES = ("f1", "precision", "recall", "auroc", "auprc")
 NEEDS_NEGATIVES = ("auroc", "auprc")
-THRESHOLD_METRICS = ("f1", "precision", "recall")
 _noted: set[tuple[str, tuple[str, ...]]] = set()
 
 
@@ -102,8 +101,9 @@ def compute(collection: MetricCollection) -> dict[str, torch.Tensor]:
         return collection.compute()
 
 
-def metric_targets(labels: torch.Tensor) -> torch.Tensor:
+def metric_targets(labels) -> torch.Tensor:
     """Integer targets for torchmetrics: soft labels binarized at 0.5, unknown kept as -1."""
+    labels = torch.as_tensor(labels)
     return torch.where(labels < 0, torch.full_like(labels, IGNORE), (labels >= 0.5).to(labels.dtype)).long()
 
 
@@ -182,7 +182,7 @@ def threshold_scores(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarr
         multilabel_recall,
     )
 
-    targets = metric_targets(torch.as_tensor(labels))
+    targets = metric_targets(labels)
     decisions = torch.as_tensor(binarize(probs, thresholds))
     n = len(label_names)
     stats = multilabel_stat_scores(decisions, targets, num_labels=n, average=None, ignore_index=IGNORE)
@@ -208,7 +208,7 @@ def curves(probs: np.ndarray, labels: np.ndarray, label_names: list[str], points
 
     Labels with a single class in the split have no curves (they are left out).
     """
-    targets = metric_targets(torch.as_tensor(labels))
+    targets = metric_targets(labels)
     preds = torch.as_tensor(probs, dtype=torch.float32)
     out: dict[str, dict] = {}
     for j, name in enumerate(label_names):

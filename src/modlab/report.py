@@ -7,13 +7,14 @@ report.md (in the run dir) holds the per-label table, per-label confusion matric
 from __future__ import annotations
 
 import math
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from modlab.io import atomic_write_text
+from modlab.io import atomic_write_bytes, atomic_write_text
 
 COLUMNS = (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"), ("auroc", "ROC-AUC"), ("auprc", "PR-AUC"))
 TUNED = (("threshold", "Thr"), ("f1_tuned", "F1@thr"), ("precision_tuned", "P@thr"), ("recall_tuned", "R@thr"))
@@ -22,7 +23,7 @@ FIGURES = "figures"
 PREDICTIONS = "predictions.csv"
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
@@ -40,14 +41,14 @@ def _rows(metrics: dict[str, float], labels: list[str], split: str, gate: dict |
     body = []
     for name in labels:
         row = [name, f"{metrics.get(f'{split}/positives/{name}', 0):.0f}"]
-        row += [_fmt(value(k, name)) for k, _ in COLUMNS] + [_fmt(value(k, name)) for k, _ in tuned]
+        row += [fmt(value(k, name)) for k, _ in COLUMNS] + [fmt(value(k, name)) for k, _ in tuned]
         if gate:
             row.append(_gate_cell(gate["labels"].get(name)))
         body.append(row)
     summary = []
     for kind in ("macro", "micro"):
-        row = [kind, ""] + [_fmt(metrics.get(f"{split}/{k}_{kind}")) for k, _ in COLUMNS]
-        row += ["" if k == "threshold" else _fmt(metrics.get(f"{split}/{k}_{kind}")) for k, _ in tuned]
+        row = [kind, ""] + [fmt(metrics.get(f"{split}/{k}_{kind}")) for k, _ in COLUMNS]
+        row += ["" if k == "threshold" else fmt(metrics.get(f"{split}/{k}_{kind}")) for k, _ in tuned]
         if gate:
             row.append(_gate_cell(gate["labels"].get(kind)) if kind == "macro" else "")
         summary.append(row)
@@ -76,8 +77,13 @@ def label_table(metrics: dict[str, float], labels: list[str], split: str = "test
 
 def print_label_table(metrics: dict[str, float], labels: list[str], split: str = "test",
                       gate: dict | None = None) -> None:
-    console, table = Console(), label_table(metrics, labels, split, gate)
-    if not console.is_terminal:  # logs and pipes: as wide as the table needs, nothing truncated
+    print_wide(label_table(metrics, labels, split, gate))
+
+
+def print_wide(table: Table, console: Console | None = None) -> None:
+    """Print a rich table; to logs and pipes as wide as it needs, nothing truncated."""
+    console = console or Console()
+    if not console.is_terminal:
         console.width = max(console.width, console.measure(table, options=console.options.update_width(1000)).maximum)
     console.print(table)
 
@@ -113,11 +119,18 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _colors(n: int):
+def colors(n: int):
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """fig.savefig, written atomically (format from the suffix)."""
+    buffer = BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_curves(curve_data: dict[str, dict], metrics: dict, split: str, path_pr: Path, path_roc: Path) -> None:
@@ -126,10 +139,10 @@ def plot_curves(curve_data: dict[str, dict], metrics: dict, split: str, path_pr:
                                                   "auroc")):
         fig = _figure(6.5, 5)
         ax = fig.add_subplot()
-        for color, (name, c) in zip(_colors(len(curve_data)), curve_data.items(), strict=False):
+        for color, (name, c) in zip(colors(len(curve_data)), curve_data.items(), strict=False):
             x, y = c[kind]
             area = metrics.get(f"{split}/{metric}/{name}")
-            ax.plot(x, y, color=color, linewidth=1.5, label=f"{name} ({_fmt(area)})",
+            ax.plot(x, y, color=color, linewidth=1.5, label=f"{name} ({fmt(area)})",
                     drawstyle="steps-post" if kind == "pr" else "default")
         if kind == "roc":
             ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
@@ -138,7 +151,7 @@ def plot_curves(curve_data: dict[str, dict], metrics: dict, split: str, path_pr:
         ax.grid(alpha=0.3)
         if curve_data:
             ax.legend(fontsize=8, loc="lower left" if kind == "pr" else "lower right")
-        fig.savefig(path)
+        save_figure(fig, path)
 
 
 def plot_confusions(counts: np.ndarray, label_names: list[str], path: Path) -> None:
@@ -156,7 +169,7 @@ def plot_confusions(counts: np.ndarray, label_names: list[str], path: Path) -> N
         ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=8)
         ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=8)
         ax.set_title(name, fontsize=9)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def confident_mistakes(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, k: int) -> dict[int, dict]:
@@ -164,7 +177,7 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, thresholds: np.nda
     'fn': indices of the k lowest-probability positives predicted negative}."""
     from modlab.metrics import binarize, metric_targets  # torch: only when a report is written
 
-    targets = metric_targets(_as_tensor(labels)).numpy()
+    targets = metric_targets(labels).numpy()
     decisions = binarize(probs, thresholds)
     out = {}
     for j in range(probs.shape[1]):
@@ -173,12 +186,6 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, thresholds: np.nda
         out[j] = {"fp": fp[np.argsort(-probs[fp, j], kind="stable")][:k],
                   "fn": fn[np.argsort(probs[fn, j], kind="stable")][:k]}
     return out
-
-
-def _as_tensor(x):
-    import torch
-
-    return torch.as_tensor(x)
 
 
 def write_report(output_dir: str | Path, *, title: str, metrics: dict[str, float], label_names: list[str],
@@ -196,7 +203,7 @@ def write_report(output_dir: str | Path, *, title: str, metrics: dict[str, float
 
     curve_data = curves(probs, labels, label_names) if curve_data is None else curve_data
     plot_curves(curve_data, metrics, split, figures / "pr_curves.png", figures / "roc_curves.png")
-    counts = stat_scores(binarize(probs, operating), metric_targets(_as_tensor(labels)).numpy())
+    counts = stat_scores(binarize(probs, operating), metric_targets(labels).numpy())
     plot_confusions(counts, label_names, figures / "confusion.png")
 
     parts = [f"# {title}", ""]

@@ -21,22 +21,23 @@ def _snake(name: str, suffix: str) -> str:
 
 def choices_from_config(cfg) -> dict[str, str | None]:
     """backbone/head/loss/dataset names derived from a resolved config (when Hydra's choices are unknown)."""
-    get = (lambda *keys: OmegaConf.select(cfg, ".".join(keys))) if isinstance(cfg, DictConfig) else \
-        (lambda *keys: _dig(cfg, keys))
-    backbone = get("backbone", "name")
+    backbone = _get(cfg, "backbone", "name")
     if backbone:
-        backbone = str(backbone).rstrip("/").rsplit("/", 1)[-1] + ("-tiny" if get("backbone", "tiny") else "")
-    head, loss = get("head", "_target_"), get("loss", "_target_")
+        backbone = str(backbone).rstrip("/").rsplit("/", 1)[-1]
+    head, loss = _get(cfg, "head", "_target_"), _get(cfg, "loss", "_target_")
     return {"backbone": backbone, "head": head and _snake(head, "Head"), "loss": loss and _snake(loss, "Loss"),
-            "dataset": get("dataset", "name")}
+            "dataset": _get(cfg, "dataset", "name")}
 
 
-def _dig(obj, keys):
+def _get(cfg, *keys):
+    """cfg[k1][k2]... of a DictConfig or a plain dict; None where a key is missing."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.select(cfg, ".".join(keys))
     for key in keys:
-        if not isinstance(obj, dict) or key not in obj:
+        if not isinstance(cfg, dict) or key not in cfg:
             return None
-        obj = obj[key]
-    return obj
+        cfg = cfg[key]
+    return cfg
 
 
 def merge_choices(hydra_choices, cfg) -> dict[str, str | None]:
@@ -44,8 +45,7 @@ def merge_choices(hydra_choices, cfg) -> dict[str, str | None]:
     is marked `-tiny` so its runs never pass for the real model's."""
     derived = choices_from_config(cfg) if cfg is not None else dict.fromkeys(CHOICE_GROUPS)
     out = {g: (hydra_choices or {}).get(g) or derived.get(g) for g in CHOICE_GROUPS}
-    tiny = OmegaConf.select(cfg, "backbone.tiny") if isinstance(cfg, DictConfig) else _dig(cfg, ("backbone", "tiny"))
-    if tiny and out["backbone"] and not str(out["backbone"]).endswith("-tiny"):
+    if _get(cfg, "backbone", "tiny") and out["backbone"] and not str(out["backbone"]).endswith("-tiny"):
         out["backbone"] = f"{out['backbone']}-tiny"
     return out
 

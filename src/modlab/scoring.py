@@ -1,4 +1,4 @@
-"""After a model has been scored on val/test: thresholds -> tuned metrics -> gate -> predictions/report -> loggers.
+"""After a model has been scored on val/test: thresholds -> tuned metrics -> gate -> outputs -> loggers -> table.
 
 Shared by `modlab.train.run` (val + test of the best checkpoint) and `modlab.eval.run` (one dataset).
 Config blocks: `thresholds`, `gate`, `report` (see conf/train.yaml).
@@ -13,8 +13,9 @@ import numpy as np
 
 from modlab import gate as gate_mod
 from modlab import thresholds as thr
+from modlab.io import write_json
 from modlab.metrics import curves, threshold_scores
-from modlab.report import PREDICTIONS, write_predictions, write_report
+from modlab.report import PREDICTIONS, print_label_table, write_predictions, write_report
 from modlab.tracking import log_run_results
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ def check_config(cfg, label_names: list[str]) -> None:
 def finish(cfg, *, output_dir: str | Path, label_names: list[str], metrics: dict[str, float],
            predictions: dict[str, dict], table, loggers: list, report_split: str, thresholds: dict | None = None,
            best: float | None = None, step: int = 0, info: dict | None = None) -> tuple[dict, dict | None]:
-    """Add tuned-threshold metrics to `metrics`, write thresholds.json / gate.json / predictions.csv / report.md,
-    log the results; returns (metrics, gate result or None).
+    """Add tuned-threshold metrics to `metrics`, write thresholds.json / gate.json / predictions.csv / report.md /
+    metrics.json, log the results and print the per-label table; returns (metrics, gate result or None).
 
     predictions: {split: {'probs', 'labels', 'rows'}} as gathered by the module; `rows` index `table`.
     thresholds: a thresholds.json payload to apply; None: tune on predictions['val'] when configured.
@@ -77,6 +78,8 @@ def finish(cfg, *, output_dir: str | Path, label_names: list[str], metrics: dict
     new = {k: v for k, v in metrics.items() if k not in before}
     log_run_results(loggers, split=report_split, metrics=metrics, new_metrics=new, label_names=label_names,
                     thresholds=thresholds, curve_data=curve_data, gate=gate, best=best, step=step)
+    write_json(output_dir / "metrics.json", metrics)
+    print_label_table(metrics, label_names, report_split, gate)
     return metrics, gate
 
 

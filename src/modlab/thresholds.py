@@ -59,7 +59,7 @@ def tune(probs: np.ndarray, labels: np.ndarray, label_names: list[str], objectiv
          target: float | None = None, default: float = 0.5) -> dict:
     """The thresholds.json payload: {'thresholds': {label: t}, 'details': {label: {...}}, ...}."""
     check_config(objective, target)
-    targets = metric_targets(torch.as_tensor(labels))
+    targets = metric_targets(labels)
     preds = torch.as_tensor(probs, dtype=torch.float32)
     chosen, details = {}, {}
     for j, name in enumerate(label_names):

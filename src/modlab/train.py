@@ -15,10 +15,10 @@ from modlab import scoring
 from modlab.data.datamodule import ModerationDataModule
 from modlab.errors import ModlabError
 from modlab.gate import enforce as enforce_gate
-from modlab.io import atomic_write_text, write_json
+from modlab.io import atomic_write_text
 from modlab.models import backbones
 from modlab.models.module import ModerationClassifier
-from modlab.report import print_label_table
+from modlab.sweep.objectives import extra_metrics, metric_names
 from modlab.tracking import finish_loggers, instantiate_loggers
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 
 def build_datamodule(cfg: DictConfig, output_dir: str | None) -> ModerationDataModule:
     """Resolve the backbone's tokenizer, check max_length against it, and read + split + tokenize the data."""
-    path = backbones.resolve(cfg.backbone.name, cfg.backbone.get("package"), cfg.backbone.get("tiny", False),
-                             cfg.backbone.get("family", "bert"))
+    path = backbones.resolve_config(cfg.backbone)
     positions = backbones.max_positions(path)
     if cfg.data.max_length > positions:
         raise ModlabError(
@@ -46,11 +45,15 @@ def build_datamodule(cfg: DictConfig, output_dir: str | None) -> ModerationDataM
     return dm
 
 
-def check_checkpoint_labels(ckpt_path: str, labels: list[str]) -> None:
-    hparams = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    if list(hparams.get("labels", [])) != list(labels):
+def checkpoint_hparams(ckpt_path) -> dict:
+    """A checkpoint's hyperparameters; memory-mapped, so the weights and optimizer state are not read."""
+    return torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True).get("hyper_parameters") or {}
+
+
+def check_checkpoint_labels(ckpt_path, trained: list[str] | None, labels: list[str]) -> None:
+    if list(trained or []) != list(labels):
         raise ModlabError(
-            f"checkpoint {ckpt_path} was trained on labels {hparams.get('labels')} but the dataset has {labels}; "
+            f"checkpoint {ckpt_path} was trained on labels {trained} but the dataset has {labels}; "
             f"use a checkpoint of this taxonomy or a dataset with the same labels"
         )
 
@@ -63,7 +66,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     if cfg.get("ckpt_path"):
         if not Path(cfg.ckpt_path).is_file():
             raise ModlabError(f"ckpt_path={cfg.ckpt_path} does not exist; pass a .ckpt file from a run's checkpoints/")
-        check_checkpoint_labels(cfg.ckpt_path, dm.label_names)
+        check_checkpoint_labels(cfg.ckpt_path, checkpoint_hparams(cfg.ckpt_path).get("labels"), dm.label_names)
 
     scoring.check_config(cfg, dm.label_names)
 
@@ -76,28 +79,24 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    test = cfg.get("test", True)
     metrics: dict[str, float] = {}
     for split, evaluate in (("val", trainer.validate), ("test", trainer.test)):
-        if split == "test" and not cfg.get("test", True):
+        if split == "test" and not test:
             continue
         evaluate(model, datamodule=dm, ckpt_path=best or None, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}/")})
-    # Sweep objectives besides quality (issue 5): model/params always, model/latency_ms when optimized.
-    from modlab.sweep.objectives import extra_metrics
-
     metrics.update(extra_metrics(model, dm, cfg.get("optimized_metric")))
     gate = None
     if trainer.is_global_zero:
-        # Thresholds tuned on val -> tuned metrics, gate, predictions, report, W&B table/curves/best summary.
-        split = "test" if cfg.get("test", True) else "val"
+        # Thresholds tuned on val -> tuned metrics, gate, run-dir outputs, W&B table/curves/summary, printed table.
+        split = "test" if test else "val"
         score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
         metrics, gate = scoring.finish(
             cfg, output_dir=output_dir, label_names=dm.label_names, metrics=metrics,
             predictions=scoring.gather(model, ("val", split)), table=dm.table, loggers=loggers, report_split=split,
             best=None if score is None else float(score), step=trainer.global_step,
             info={"dataset": dm.table.source, "checkpoint": best or "last weights"})
-        write_json(output_dir / "metrics.json", metrics)
-        print_label_table(metrics, dm.label_names, split, gate)
     finish_loggers(loggers)
     enforce_gate(gate, cfg.get("gate"))
     return optimized_value(metrics, cfg.get("optimized_metric"))
@@ -106,5 +105,5 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
 def optimized_value(metrics: dict, names) -> float | tuple[float, ...] | None:
     if names is None:
         return None
-    values = tuple(float(metrics.get(n, math.nan)) for n in ([names] if isinstance(names, str) else names))
+    values = tuple(float(metrics.get(n, math.nan)) for n in metric_names(names))
     return values[0] if isinstance(names, str) else values

@@ -151,7 +151,7 @@ def csv_line_of_row(path: Path, row: int) -> int | None:
     return None
 
 
-def read_csv(path: Path, required: Sequence[str], fix: str, optional: Sequence[str] = ()) -> pd.DataFrame:
+def read_csv(path: Path, required: Sequence[str], fix: str) -> pd.DataFrame:
     """All columns as strings, exactly as quoted in the file (no NA guessing: 'NA' stays a text).
 
     `required` columns must be in the header; `fix` says what to do when one is not.

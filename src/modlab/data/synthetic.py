@@ -20,10 +20,10 @@ import re
 import numpy as np
 import pandas as pd
 
+from modlab.data.jigsaw import LABELS as JIGSAW_LABELS
 from modlab.data.table import LabeledTable
 from modlab.errors import ModlabError
 
-JIGSAW_LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 TRUST_SAFETY_LABELS = [
     "threats",
     "hate_speech",

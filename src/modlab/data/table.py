@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,6 @@ class LabeledTable:
     split: np.ndarray | None = None
     meta: pd.DataFrame | None = None
     source: str = "<memory>"
-    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.float32)

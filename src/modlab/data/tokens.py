@@ -97,8 +97,11 @@ def tokenize(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, ids=ids, offsets=offsets)
-        os.replace(tmp, path)  # atomic: a concurrent run or DDP rank never reads half a file
+        try:
+            np.savez(tmp, ids=ids, offsets=offsets)
+            os.replace(tmp, path)  # atomic: a concurrent run or DDP rank never reads half a file
+        finally:
+            tmp.unlink(missing_ok=True)
         log.info("token cache written: %s (%d texts, %d tokens)", path, len(texts), len(ids))
     return ids, offsets
 

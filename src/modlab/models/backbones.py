@@ -142,6 +142,11 @@ def resolve(name: str, package: str | None = None, tiny: bool = False, family: s
     )
 
 
+def resolve_config(backbone) -> str:
+    """`resolve` for a `backbone` config block (name, package, tiny, family)."""
+    return resolve(backbone["name"], backbone.get("package"), backbone.get("tiny", False), backbone.get("family", "bert"))
+
+
 def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 

@@ -25,9 +25,7 @@ class ModerationClassifier(L.LightningModule):
         self.save_hyperparameters({"backbone": backbone, "head": head, "loss": loss, "optim": optim,
                                    "labels": list(labels)})
         self.labels, self.optim = list(labels), optim
-        path = backbones.resolve(backbone["name"], backbone.get("package"), backbone.get("tiny", False),
-                                 backbone.get("family", "bert"))
-        self.encoder = backbones.load_encoder(path, backbone.get("dropout"))
+        self.encoder = backbones.load_encoder(backbones.resolve_config(backbone), backbone.get("dropout"))
         self.head = instantiate(head, hidden_size=self.encoder.config.hidden_size, num_labels=len(labels))
         self.criterion = instantiate(loss, num_labels=len(labels))
         self.metrics = torch.nn.ModuleDict({s: build_metrics(len(labels)) for s in ("val", "test")})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import statistics
 import time
 
+from modlab.errors import ModlabError
+
 PARAMS = "model/params"
 LATENCY = "model/latency_ms"
 
@@ -28,7 +30,10 @@ def latency_ms(model, datamodule, n: int = 16, warmup: int = 3) -> float:
     """Median milliseconds of one forward pass on a single validation example, on the model's device."""
     import torch
 
-    batch = next(iter(datamodule.val_dataloader()))
+    batch = next(iter(datamodule.val_dataloader()), None)
+    if batch is None:
+        raise ModlabError(f"{LATENCY} is measured on a validation example but the validation split is empty; "
+                          f"set data.val_size > 0 or drop {LATENCY} from optimized_metric")
     device = next(model.parameters()).device
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     was_training = model.training

@@ -59,8 +59,27 @@ class OptunaPruning(L.Callback):
             self._trial = load_trial(self.storage, self.study_name, self.trial_id, self.pruner)
         return self._trial
 
+    def close(self) -> None:
+        """Close this trial's database connections. Each job opens its own engine; in the sweeper's process
+        (the basic launcher) an unclosed one kept a PostgreSQL connection per finished trial open until the
+        garbage collector happened to run, which adds up against the server's max_connections."""
+        trial, self._trial = self._trial, None
+        storage = getattr(getattr(trial, "study", None), "_storage", None)
+        engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+        if engine is not None:
+            try:
+                engine.dispose()
+            except Exception as err:  # closing is best effort; never turn a finished trial into a failed one
+                log.debug("optuna pruning: closing the storage engine failed: %s", err)
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._validations = 0
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.close()  # a pruned or failed fit ends here (Lightning calls no teardown hook then)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.close()
 
     def _check(self, trainer: L.Trainer) -> tuple[bool, str]:
         trial = self._get_trial()

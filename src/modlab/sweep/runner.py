@@ -29,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from modlab.errors import ModlabError
+from modlab.io import atomic_write_text
 from modlab.sweep import factory, recovery, results
 from modlab.sweep.attrs import PRUNED_AT
 from modlab.sweep.objectives import metric_names
@@ -77,7 +78,7 @@ class Plan:
     pruner: dict[str, Any]
     sweep_dir: Path
     allowed_failures: float
-    extra_sampler: Any = None
+    sampler: Any = None  # used as is by the samplers not re-seeded per trial (qmc)
     returns: list = field(default_factory=list)
 
 
@@ -191,7 +192,7 @@ def check_composition(space: SearchSpace, master: DictConfig, config_loader) -> 
     return first
 
 
-def job_overrides(space: SearchSpace, study_name: str, url: str, monitor: str, pruner: dict, trial) -> list[str]:
+def job_overrides(study_name: str, url: str, monitor: str, pruner: dict, trial) -> list[str]:
     """What every job gets besides its params: the trial's identity and the pruning callback."""
     spec = ",".join(f"{k}:{render(v)}" for k, v in pruner.items())
     cb = "+callbacks.optuna_pruning"
@@ -263,7 +264,7 @@ class SweepRunner:
         # What the sweeper adds to each job (trial identity, pruning callback) must compose too.
         probe = types.SimpleNamespace(number=0, _trial_id=0, params=first_values(space))
         _compose(loader, self.config, space.fixed + space.overrides(probe.params)
-                 + job_overrides(space, study_name, url, metrics[0], pruner, probe))
+                 + job_overrides(study_name, url, metrics[0], pruner, probe))
         if has_password(url):
             log.warning("the storage URL holds a password, which each trial's config will record; prefer "
                         "PGPASSWORD or ~/.pgpass")
@@ -280,11 +281,11 @@ class SweepRunner:
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        atomic_write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))  # workers share it
         return Plan(space=space, directions=directions, metrics=metrics, study_name=study_name, url=url, rdb=rdb,
                     study=study, sampler_args=sampler_args, pruner=pruner, sweep_dir=sweep_dir,
                     allowed_failures=allowed_failures(float(s.max_failure_rate), s.n_trials),
-                    extra_sampler=sampler)
+                    sampler=sampler)
 
     def _default_study_name(self) -> str:
         choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
@@ -385,7 +386,7 @@ class SweepRunner:
         if name in STATELESS_SAMPLERS:
             seed = None if self.s.seed is None else int(self.s.seed) + number
             return factory.build_sampler(name, seed, plan.sampler_args, len(plan.directions))
-        return plan.extra_sampler
+        return plan.sampler
 
     def _ask(self, plan: Plan, n: int) -> list:
         import optuna
@@ -435,15 +436,15 @@ class SweepRunner:
 
     def _job_overrides(self, plan: Plan, trial) -> list[str]:
         return list(plan.space.fixed) + plan.space.overrides(trial.params) + job_overrides(
-            plan.space, plan.study_name, plan.url, plan.metrics[0], plan.pruner, trial)
+            plan.study_name, plan.url, plan.metrics[0], plan.pruner, trial)
 
     def _launch(self, plan: Plan, batch: list) -> None:
-        job_overrides = [self._job_overrides(plan, t) for t in batch]
+        overrides = [self._job_overrides(plan, t) for t in batch]
         for trial in batch:
             log.info("trial %d: %s", trial.number, " ".join(plan.space.overrides(trial.params)))
         started = time.perf_counter()
         try:
-            returns = self.launcher.launch(job_overrides, initial_job_idx=batch[0].number)
+            returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
         except (KeyboardInterrupt, SystemExit):
             for trial in batch:
                 self._interrupted(plan, trial)

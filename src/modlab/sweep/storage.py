@@ -86,7 +86,8 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                     ) as err:
                 # Workers started together race to create the schema ("table ... already exists"): the loser
                 # finds it there on the next try.
-                if attempt == 5 or not any(s in str(err).lower() for s in ("already exists", "locked", "duplicate")):
+                race = ("already exists", "locked", "duplicate", "unique constraint")  # last: alembic_version row
+                if attempt == 5 or not any(s in str(err).lower() for s in race):
                     raise
                 time.sleep(0.2 + random.random() * 0.5)
     except ImportError as err:
