@@ -11,6 +11,7 @@ The study gets a fresh name and is deleted afterwards; other studies in the data
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -56,7 +57,5 @@ def test_two_workers_share_one_postgres_study_and_resume(tmp_path):
         assert f"resuming study '{name}'" in again.stdout + again.stderr
         assert len(optuna.load_study(study_name=name, storage=URL).trials) == len(study.trials)  # nothing new
     finally:
-        try:
+        with contextlib.suppress(KeyError):  # KeyError: the workers never created it
             optuna.delete_study(study_name=name, storage=URL)
-        except KeyError:  # the workers never created it
-            pass

@@ -429,6 +429,10 @@ def test_pruning_callback_reports_each_epoch_and_prunes_a_hopeless_trial(tmp_pat
     cb.on_validation_end(_trainer(math.nan, 0), None)  # NaN: not reported, no crash
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
         cb.on_validation_end(_trainer(0.5, 1), None)
+    engine = cb._trial.study._storage._backend.engine
+    assert engine.pool.checkedin() > 0
+    cb.on_exception(None, None, optuna.TrialPruned())  # closes the job's connections (one per trial otherwise)
+    assert cb._trial is None and engine.pool.checkedin() == 0
     frozen = study.trials[-1]
     assert frozen.intermediate_values == {1: 0.5}
     assert frozen.user_attrs[PRUNED_AT] == 1 and frozen.user_attrs[EPOCHS] == 2

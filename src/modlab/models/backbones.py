@@ -8,6 +8,7 @@ same type, trained locally, so every family runs offline in seconds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import logging
 import os
@@ -37,9 +38,13 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """A TCP connect to the hub with a short timeout, instead of huggingface_hub's ~50 s of retries."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+@functools.lru_cache(maxsize=4)
+def hub_reachable(endpoint: str | None = None, timeout: float = 3.0) -> bool:
+    """A TCP connect to the hub with a short timeout, instead of huggingface_hub's ~50 s of retries.
+
+    Cached per endpoint: a run resolves its backbone for the data and again for the model.
+    """
+    url = urlparse(endpoint or "https://huggingface.co")
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
         return True
@@ -130,7 +135,7 @@ def resolve(name: str, package: str | None = None, tiny: bool = False, family: s
             return found
         tried.append(f"pip package {package} (not installed)")
     if not hub_offline():
-        if hub_reachable():
+        if hub_reachable(os.environ.get("HF_ENDPOINT")):
             return name
         tried.append("the hub (unreachable)")
     else:
