@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from modlab.data import sources
-from modlab.data.jigsaw import select_labels
 from modlab.data.sources import Rows, fail
 from modlab.data.table import LabeledTable
 from modlab.errors import ModlabError
@@ -118,7 +117,7 @@ def read(
     empty_text: str = "drop",
 ) -> LabeledTable:
     root = sources.require_path(path, "civil_comments", EXPECTS)
-    labels = select_labels(
+    labels = sources.select_labels(
         ["toxicity" if x == "target" else x for x in labels] if labels else None, LABELS, "civil_comments"
     )
     if not 0 < float(threshold) <= 1:

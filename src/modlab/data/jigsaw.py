@@ -20,26 +20,11 @@ import numpy as np
 from modlab.data import sources
 from modlab.data.sources import Rows, fail
 from modlab.data.table import LabeledTable
-from modlab.errors import ModlabError
 
 log = logging.getLogger(__name__)
 
 LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 EXPECTS = "the Kaggle Jigsaw folder holding train.csv (and optionally test.csv + test_labels.csv)"
-
-
-def select_labels(labels, known: list[str], dataset: str) -> list[str]:
-    """The configured label subset (default: all), checked against the dataset's label set."""
-    if labels is None:
-        return list(known)
-    labels = [str(x) for x in labels]
-    unknown = [x for x in labels if x not in known]
-    if unknown or not labels:
-        raise ModlabError(
-            f"dataset.reader.labels={labels}: {unknown[0] if unknown else 'empty'} is not a "
-            f"{dataset} label; choose from {', '.join(known)}"
-        )
-    return labels
 
 
 def _labelled_part(path: Path, columns: list[str], labels: list[str], fix: str, allow_unknown: bool = False):
@@ -62,7 +47,7 @@ def read(
     path, labels: list[str] | None = None, use_test: bool = True, empty_text: str = "drop"
 ) -> LabeledTable:
     root = sources.require_path(path, "jigsaw", EXPECTS)
-    labels = select_labels(labels, LABELS, "jigsaw")
+    labels = sources.select_labels(labels, LABELS, "jigsaw")
     train_file = sources.require_file(root / "train.csv" if root.is_dir() else root, "jigsaw", EXPECTS)
     fix = "this reader expects Kaggle's header: id,comment_text,toxic,severe_toxic,obscene,threat,insult,identity_hate"
 

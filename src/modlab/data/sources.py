@@ -232,33 +232,40 @@ def to_float(values, column: str, rows: Rows, fix: str) -> np.ndarray:
     return out
 
 
+def _reject_first_bad(bad: np.ndarray, values: np.ndarray, column: str, rows: Rows, allowed: str, fix: str) -> None:
+    """One error for the first offending row, counting the others."""
+    if bad.size:
+        i = int(bad[0])
+        more = f" ({bad.size} such rows)" if bad.size > 1 else ""
+        raise fail(rows(i), f"label column {column!r} is {values[i]:g}, {allowed}{more}", fix)
+
+
 def check_binary(values: np.ndarray, column: str, rows: Rows, allow_unknown: bool = False) -> np.ndarray:
     """0/1 labels (-1 = unknown where allowed), as float32."""
     ok = (values == 0) | (values == 1) | ((values == -1) if allow_unknown else False)
-    bad = np.flatnonzero(~ok)
-    if bad.size:
-        i = int(bad[0])
-        allowed = "0, 1 or -1 (unscored)" if allow_unknown else "0 or 1"
-        more = f" ({bad.size} such rows)" if bad.size > 1 else ""
-        raise fail(
-            rows(i),
-            f"label column {column!r} is {values[i]:g}, not {allowed}{more}",
-            "fix the value (labels here are 0/1)",
-        )
+    allowed = "not 0, 1 or -1 (unscored)" if allow_unknown else "not 0 or 1"
+    _reject_first_bad(np.flatnonzero(~ok), values, column, rows, allowed, "fix the value (labels here are 0/1)")
     return values.astype(np.float32)
 
 
 def check_fraction(values: np.ndarray, column: str, rows: Rows) -> np.ndarray:
     bad = np.flatnonzero((values < 0) | (values > 1))
-    if bad.size:
-        i = int(bad[0])
-        more = f" ({bad.size} such rows)" if bad.size > 1 else ""
-        raise fail(
-            rows(i),
-            f"label column {column!r} is {values[i]:g}, outside [0, 1]{more}",
-            "labels here are fractions of raters; fix the value",
-        )
+    _reject_first_bad(bad, values, column, rows, "outside [0, 1]", "labels here are fractions of raters; fix the value")
     return values.astype(np.float32)
+
+
+def select_labels(labels, known: list[str], dataset: str) -> list[str]:
+    """The configured label subset (default: all), checked against the dataset's label set."""
+    if labels is None:
+        return list(known)
+    labels = [str(x) for x in labels]
+    unknown = [x for x in labels if x not in known]
+    if unknown or not labels:
+        raise ModlabError(
+            f"dataset.reader.labels={labels}: {unknown[0] if unknown else 'empty'} is not a "
+            f"{dataset} label; choose from {', '.join(known)}"
+        )
+    return labels
 
 
 def is_empty_text(value) -> bool:
