@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -98,26 +97,16 @@ def dashboard_opens(db: Path, name: str) -> None:
 
 def test_sigkilled_sweep_resumes_to_exactly_n_trials(tmp_path):
     args = ["hparams_search=focal", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=none", "trainer.max_epochs=3"]
-    first = subprocess.Popen(command(*args), cwd=ROOT, env=env(tmp_path), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-    db = tmp_path / "outputs" / "optuna" / "focal.db"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:  # kill it in the middle of trial 1's training
-            time.sleep(0.5)
-            try:
-                trials = load(tmp_path, "focal").trials if db.exists() else []
-            except Exception:  # the sweep is still creating the database or the study
-                trials = []
-            if len(trials) > 1 and trials[1].state == TrialState.RUNNING and trials[1].user_attrs.get("epochs"):
-                break
-            assert first.poll() is None, "the sweep ended before it could be killed"
-        else:
-            pytest.fail("trial 1 never started training")
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    assert load(tmp_path, "focal").trials[1].state == TrialState.RUNNING  # left behind by the dead process
+    kill = "+callbacks.kill_switch"  # SIGKILLs the sweep and its job as trial 1 starts its second epoch
+    first = subprocess.run(
+        command(*args, f"{kill}._target_=kill_switch.KillSweepAt", f"{kill}.trial=1",
+                f"{kill}.this_trial=${{optuna.trial_number}}"),
+        cwd=ROOT, env={**env(tmp_path), "PYTHONPATH": str(ROOT / "tests")}, capture_output=True, text=True,
+        timeout=300, start_new_session=True)
+    assert first.returncode == -signal.SIGKILL, first.stdout[-3000:] + first.stderr[-3000:]
+    (_, killed, *rest) = load(tmp_path, "focal").trials
+    assert not rest and killed.state == TrialState.RUNNING  # left behind by the dead process
+    assert killed.user_attrs["epochs"] == 1
 
     ok(sweep(tmp_path, *args))  # the same command again
     study = load(tmp_path, "focal")
