@@ -102,15 +102,17 @@ def test_threshold_scores_use_per_label_thresholds():
     assert binarize(probs, t)[1].tolist() == [1, 1, 0]
 
 
-def test_prediction_store_keeps_rows_and_raw_labels():
+def test_prediction_store_keeps_rows_and_raw_labels_once_each():
     store = PredictionStore()
     assert store.compute() == {}
     store.update(torch.tensor([[0.1, 0.9]]), torch.tensor([[0.0, -1.0]]), torch.tensor([7]))
-    store.update(torch.tensor([[0.6, 0.2]]), torch.tensor([[0.7, 1.0]]), torch.tensor([3]))
+    store.update(torch.tensor([[0.6, 0.2], [0.1, 0.9]]), torch.tensor([[0.7, 1.0], [0.0, -1.0]]),
+                 torch.tensor([3, 7]))  # row 7 again, as DistributedSampler pads an uneven split
     out = store.compute()
-    assert out["rows"].tolist() == [7, 3] and out["labels"][0, 1] == -1 and out["probs"].shape == (2, 2)
+    assert out["rows"].tolist() == [3, 7] and out["labels"][1, 1] == -1 and out["probs"].shape == (2, 2)
+    assert out["probs"][0].tolist() == pytest.approx([0.6, 0.2])
     store.probs, store.labels, store.rows = (torch.cat(getattr(store, k)) for k in ("probs", "labels", "rows"))
-    assert store.compute()["rows"].tolist() == [7, 3]  # states as a DDP sync leaves them: one tensor each
+    assert store.compute()["rows"].tolist() == [3, 7]  # states as a DDP sync leaves them: one tensor each
 
 
 # --------------------------------------------------------------------------------------------- thresholds

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
@@ -109,13 +110,22 @@ def test_train_py_cli_tiny_prints_table_and_writes_run_dir(tmp_path):
     assert {"test/f1/toxic", "test/auroc/threat", "val/auroc_macro"} <= metrics.keys()
 
 
-def test_ddp_two_cpu_processes(tmp_path):
-    proc = train_py("trainer=ddp", "trainer.accelerator=cpu", "backbone.tiny=true", "dataset.reader.size=200",
-                    "trainer.max_epochs=1", "data.max_length=32", "callbacks.progress_bar=null", "logger=none")
+def test_ddp_two_cpu_processes_score_each_row_once(tmp_path):
+    """An odd test split makes DistributedSampler repeat a row on one rank; metrics must not count it twice."""
+    proc = train_py("trainer=ddp", "trainer.accelerator=cpu", "backbone.tiny=true", "dataset.reader.size=190",
+                    "trainer.max_epochs=1", "data.max_length=32", "callbacks.progress_bar=null", "logger=none",
+                    "data.eval_batch_size=4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world_size: 2" in proc.stdout + proc.stderr or "GLOBAL_RANK: 1" in proc.stdout + proc.stderr
     run_dir = next((tmp_path / "outputs" / "train" / "runs").iterdir())
-    assert (run_dir / "metrics.json").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert len(splits["test"]) % 2 == 1, "the test split must be uneven across 2 ranks for this test to bite"
+    assert metrics["test/examples"] == len(splits["test"]) and metrics["val/examples"] == len(splits["val"])
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert sorted(predictions["id"].astype(str)) == sorted(map(str, splits["test"]))
+    for name in ("toxic", "threat"):
+        assert metrics[f"test/positives/{name}"] == (predictions[f"label_{name}"] == 1).sum()
 
 
 # --- bad input: one clear line, before any training ----------------------------------------------------

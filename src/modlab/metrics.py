@@ -1,13 +1,15 @@
 """Per-label epoch metrics with torchmetrics, flattened to `<split>/<metric>/<label>` keys.
 
-Metrics accumulate over the whole epoch (and sync across DDP ranks) before they are computed, so a value
-is never an average of per-batch values. Targets of -1 are ignored; soft targets are binarized at 0.5.
+Metrics are computed once per epoch from every prediction of the split (gathered across DDP ranks, each
+table row once: DistributedSampler pads uneven splits with repeated rows), so a value is never an average
+of per-batch values. Targets of -1 are ignored; soft targets are binarized at 0.5.
 
 Keys (`<split>` is val or test):
   <split>/{f1,precision,recall,auroc,auprc}/<label>   per label; F1/precision/recall at 0.5
   <split>/{...}_macro                                  mean over the labels where the value is defined
   <split>/{f1,precision,recall,auroc,auprc}_micro      pooled over every (row, label) pair
   <split>/positives/<label>                            positive targets seen
+  <split>/examples                                     rows scored (each table row once)
   <split>/{f1,precision,recall}_tuned/<label>          at the per-label thresholds tuned on val
   <split>/{...}_tuned_macro, <split>/{...}_tuned_micro
   val/threshold/<label>                                the tuned thresholds themselves
@@ -50,7 +52,8 @@ _noted: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def build_metrics(num_labels: int, threshold: float = 0.5) -> MetricCollection:
-    kw = dict(num_labels=num_labels, ignore_index=IGNORE)
+    """Fed the whole split at once, already gathered: they must not sync across ranks again."""
+    kw = dict(num_labels=num_labels, ignore_index=IGNORE, sync_on_compute=False)
     at = dict(threshold=threshold, **kw)
     return MetricCollection({
         "f1": MultilabelF1Score(average=None, **at),
@@ -68,7 +71,7 @@ def build_metrics(num_labels: int, threshold: float = 0.5) -> MetricCollection:
 
 
 class PredictionStore(Metric):
-    """Every (probabilities, raw labels, table row) of an epoch, gathered across DDP ranks.
+    """Every (probabilities, raw labels, table row) of an epoch, gathered across DDP ranks, each row once.
 
     Threshold tuning, tuned-threshold metrics, curves and the report's error showcase need the whole
     split's predictions, not a per-batch summary.
@@ -90,7 +93,9 @@ class PredictionStore(Metric):
     def compute(self) -> dict[str, np.ndarray]:
         if isinstance(self.probs, list) and not self.probs:  # after a DDP sync the states are tensors
             return {}
-        return {k: dim_zero_cat(getattr(self, k)).cpu().numpy() for k in ("probs", "labels", "rows")}
+        out = {k: dim_zero_cat(getattr(self, k)).cpu().numpy() for k in ("probs", "labels", "rows")}
+        _, first = np.unique(out["rows"], return_index=True)  # by row; drops DistributedSampler's repeats
+        return {k: v[first] for k, v in out.items()}
 
 
 def compute(collection: MetricCollection) -> dict[str, torch.Tensor]:

@@ -84,14 +84,5 @@ def finish(cfg, *, output_dir: str | Path, label_names: list[str], metrics: dict
 
 
 def gather(module, splits) -> dict[str, dict[str, np.ndarray]]:
-    """The predictions a ModerationClassifier kept from its last val/test epochs, one per table row
-    (a DistributedSampler pads ranks with repeated rows)."""
-    out = {}
-    for split in splits:
-        p = module.collected.get(split) or {}
-        if p:
-            _, first = np.unique(p["rows"], return_index=True)
-            if len(first) < len(p["rows"]):
-                p = {k: v[first] for k, v in p.items()}
-        out[split] = p
-    return out
+    """The predictions a ModerationClassifier kept from its last val/test epochs, one per table row."""
+    return {split: module.collected.get(split) or {} for split in splits}

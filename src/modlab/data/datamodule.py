@@ -129,9 +129,6 @@ class ModerationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", sort=True)
 
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
 
 def check_splits(table: LabeledTable, rows: dict[str, np.ndarray]) -> None:
     """No training rows is an error; labels without positives where they matter are warnings."""

@@ -49,15 +49,19 @@ class ModerationClassifier(L.LightningModule):
     def _eval_step(self, batch: dict, split: str) -> None:
         logits = self(batch["input_ids"], batch["attention_mask"])
         self.log(f"{split}/loss", self.criterion(logits, batch["labels"]), batch_size=len(logits), sync_dist=True)
-        probs = torch.sigmoid(logits.float())
-        self.metrics[split].update(probs, metric_targets(batch["labels"]))
-        self.predictions[split].update(probs, batch["labels"], batch["rows"])
+        self.predictions[split].update(torch.sigmoid(logits.float()), batch["labels"], batch["rows"])
 
     def _eval_epoch_end(self, split: str) -> None:
-        values = flatten(compute(self.metrics[split]), self.labels, split)
-        self.metrics[split].reset()
-        self.collected[split] = self.predictions[split].compute()
+        """Every rank gets the same gathered, de-duplicated predictions and computes the same values."""
+        self.collected[split] = collected = self.predictions[split].compute()
         self.predictions[split].reset()
+        if not collected:  # no eval batches (e.g. limit_val_batches=0)
+            return
+        metrics = self.metrics[split]
+        metrics.update(torch.from_numpy(collected["probs"]).to(self.device),
+                       metric_targets(torch.from_numpy(collected["labels"]).to(self.device)))
+        values = flatten(compute(metrics), self.labels, split) | {f"{split}/examples": float(len(collected["rows"]))}
+        metrics.reset()
         macro = f"{split}/auroc_macro"
         self.log_dict({k: v for k, v in values.items() if k != macro})
         self.log(macro, values[macro], prog_bar=True)
@@ -73,10 +77,6 @@ class ModerationClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
-        probs = torch.sigmoid(self(batch["input_ids"], batch["attention_mask"]).float())
-        return {"probs": probs, "labels": batch["labels"], "rows": batch["rows"]}
 
     def configure_optimizers(self):
         """AdamW: separate encoder/head learning rates; no weight decay on biases and norms; warmup then decay."""
