@@ -23,10 +23,11 @@ from omegaconf import OmegaConf, open_dict
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from hydra_plugins.modlab_optuna_sweeper.config import ModlabOptunaSweeperConf
 from modlab.errors import ModlabError
 from modlab.sweep import factory, recovery, results
 from modlab.sweep.pruning import EPOCHS, PRUNED_AT, OptunaPruning
-from modlab.sweep.runner import SweeperSettings, SweepRunner, allowed_failures, check_paths
+from modlab.sweep.runner import SweepRunner, allowed_failures, check_paths
 from modlab.sweep.space import parse_search_space, render
 from modlab.sweep.storage import default_url, masked, open_storage
 
@@ -190,7 +191,7 @@ def run_sweep(master, objective, arguments=(), **settings):
     cfg, loader = master(*arguments)
     defaults = {"study_name": "unit", "n_trials": 6, "heartbeat_interval": None, "poll_interval": 0.05,
                 "params": {"optim.lr": "tag(log, interval(1e-4, 1e-1))", "head": "choice(cls, mean, attention)"}}
-    s = SweeperSettings(**{**defaults, **settings})
+    s = ModlabOptunaSweeperConf(**{**defaults, **settings})
     launcher = FakeLauncher(objective)
     runner = SweepRunner(s, cfg, types.SimpleNamespace(config_loader=loader), launcher)
     plan = runner.prepare(list(arguments))
@@ -381,7 +382,7 @@ def test_live_process_and_foreign_host_are_left_alone(tmp_path):
 
 def test_surplus_trial_from_a_race_is_released(master):
     cfg, loader = master()
-    s = SweeperSettings(study_name="race", n_trials=1, heartbeat_interval=None, pruner="none",
+    s = ModlabOptunaSweeperConf(study_name="race", n_trials=1, heartbeat_interval=None, pruner="none",
                         params={"optim.lr": "interval(1e-4, 1e-2)"})
     runner = SweepRunner(s, cfg, types.SimpleNamespace(config_loader=loader), FakeLauncher(quality))
     plan = runner.prepare([])

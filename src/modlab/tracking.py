@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from modlab.errors import one_line
 from modlab.runinfo import run_identity
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,9 @@ class SafeWandbLogger(WandbLogger):
                 break
             except Exception as err:  # noqa: BLE001
                 if attempt == "offline" or mode in ("offline", "disabled"):
-                    log.warning("W&B disabled for this run: %s", _one_line(err))
+                    log.warning("W&B disabled for this run: %s", one_line(err))
                     return None
-                log.warning("W&B %s init failed (%s); logging offline instead", attempt, _one_line(err))
+                log.warning("W&B %s init failed (%s); logging offline instead", attempt, one_line(err))
                 why = f"{attempt} init failed"
         self._describe(run, why)
         try:
@@ -133,7 +134,7 @@ class SafeWandbLogger(WandbLogger):
 
     def _fail(self, err: BaseException) -> None:
         if not self._broken:
-            log.warning("W&B stopped logging for this run after an error: %s (training goes on)", _one_line(err))
+            log.warning("W&B stopped logging for this run after an error: %s (training goes on)", one_line(err))
         self._broken = True
 
     def _guard(self, fn, *args, **kwargs):
@@ -224,12 +225,7 @@ class SafeWandbLogger(WandbLogger):
             log.warning("W&B finish did not complete in %ss; the run stays on disk under %s for `wandb sync`",
                         self._finish_timeout, self.save_dir)
         elif errors:
-            log.warning("W&B finish failed: %s", _one_line(errors[0]))
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return f"{type(err).__name__}: {text[:300]}"
+            log.warning("W&B finish failed: %s", one_line(errors[0]))
 
 
 # -------------------------------------------------------------------------------------------- all loggers
@@ -248,7 +244,7 @@ def log_run_results(loggers: list[Logger], *, split: str, metrics: dict[str, flo
                 logger.log_run_results(split=split, metrics=metrics, label_names=label_names, thresholds=thresholds,
                                        curve_data=curve_data, gate=gate, best=best)
         except Exception as err:  # noqa: BLE001 - a logger must not fail a finished run
-            log.warning("logger %s failed: %s", type(logger).__name__, _one_line(err))
+            log.warning("logger %s failed: %s", type(logger).__name__, one_line(err))
 
 
 def finish_loggers(loggers: list[Logger]) -> None:

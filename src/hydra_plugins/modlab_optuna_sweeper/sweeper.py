@@ -12,15 +12,13 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.modlab_optuna_sweeper.config import ModlabOptunaSweeperConf  # noqa: F401  (registers it)
+from hydra_plugins.modlab_optuna_sweeper.config import ModlabOptunaSweeperConf
 
 
 class ModlabOptunaSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
         super().__init__()
-        from modlab.sweep.runner import SweeperSettings
-
-        self.settings = SweeperSettings(**settings)
+        self.settings = ModlabOptunaSweeperConf(**settings)
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher = None

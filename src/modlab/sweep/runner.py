@@ -28,7 +28,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from modlab.errors import ModlabError
+from hydra_plugins.modlab_optuna_sweeper.config import ModlabOptunaSweeperConf
+from modlab.errors import ModlabError, one_line
 from modlab.io import atomic_write_text
 from modlab.sweep import factory, recovery, results
 from modlab.sweep.attrs import PRUNED_AT
@@ -42,27 +43,6 @@ DIRECTIONS = {"maximize": "maximize", "max": "maximize", "minimize": "minimize",
 SPACE_ATTR = "modlab:search_space"
 OVERRIDES_ATTR = "modlab:fixed_overrides"
 STATELESS_SAMPLERS = {"tpe", "random", "gp", "cmaes"}  # re-seeded per trial number; qmc keeps one sequence
-
-
-@dataclass
-class SweeperSettings:
-    """The sweeper's config (`hydra.sweeper.*`); see hydra_plugins.modlab_optuna_sweeper.config."""
-
-    study_name: str | None = None
-    storage: str | None = None
-    direction: Any = "maximize"
-    n_trials: int = 20
-    n_jobs: int = 1
-    sampler: str = "tpe"
-    seed: int | None = 42
-    sampler_args: Any = None
-    pruner: str = "median"
-    pruner_args: Any = None
-    max_failure_rate: float = 0.25
-    heartbeat_interval: int | None = 10
-    grace_period: int | None = None
-    poll_interval: float = 2.0
-    params: Any = None
 
 
 @dataclass
@@ -80,12 +60,6 @@ class Plan:
     allowed_failures: float
     sampler: Any = None  # used as is by the samplers not re-seeded per trial (qmc)
     returns: list = field(default_factory=list)
-
-
-def _one_line(err: BaseException, limit: int = 400) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    text = f"{type(err).__name__}: {text}" if not isinstance(err, ModlabError) else text
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _list(value) -> list:
@@ -173,7 +147,7 @@ def _compose(config_loader, master: DictConfig, overrides: list[str]) -> DictCon
     try:
         return config_loader.load_sweep_config(master_config=master, sweep_overrides=list(overrides))
     except Exception as err:
-        raise ModlabError(f"a trial's config does not compose: {_one_line(err)}") from None
+        raise ModlabError(f"a trial's config does not compose: {one_line(err)}") from None
 
 
 def check_composition(space: SearchSpace, master: DictConfig, config_loader) -> DictConfig:
@@ -212,7 +186,7 @@ def job_overrides(study_name: str, url: str, monitor: str, pruner: dict, trial) 
 
 
 class SweepRunner:
-    def __init__(self, settings: SweeperSettings, config: DictConfig, hydra_context, launcher) -> None:
+    def __init__(self, settings: ModlabOptunaSweeperConf, config: DictConfig, hydra_context, launcher) -> None:
         self.s, self.config, self.hydra_context, self.launcher = settings, config, hydra_context, launcher
         self.heartbeat: recovery.Heartbeat | None = None
         self.in_flight: dict[int, Any] = {}
@@ -276,7 +250,7 @@ class SweepRunner:
                                         load_if_exists=True, sampler=sampler,
                                         pruner=factory.build_pruner(pruner))
         except Exception as err:
-            raise ModlabError(f"cannot open study {study_name!r} in {masked(url)}: {_one_line(err)}") from None
+            raise ModlabError(f"cannot open study {study_name!r} in {masked(url)}: {one_line(err)}") from None
         self._check_resume(study, space, directions, metrics)
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -451,9 +425,9 @@ class SweepRunner:
             self._write(plan)
             raise
         except Exception as err:  # the launcher itself broke: every trial of the batch failed with it
-            log.error("launcher failed: %s", _one_line(err))
+            log.error("launcher failed: %s", one_line(err))
             for trial in batch:
-                self._finish_fail(plan.study, trial, "error", f"launcher failed: {_one_line(err)}")
+                self._finish_fail(plan.study, trial, "error", f"launcher failed: {one_line(err)}")
             self._write(plan)
             return
         plan.returns.append(returns)
@@ -517,7 +491,7 @@ class SweepRunner:
                 if isinstance(err, optuna.TrialPruned) or PRUNED_AT in frozen.user_attrs:
                     study.tell(trial, state=TrialState.PRUNED)
                 else:
-                    self._finish_fail(study, trial, "error", _one_line(err) if err else "the job failed")
+                    self._finish_fail(study, trial, "error", one_line(err) if err else "the job failed")
         finally:
             self._untrack(trial._trial_id)
         done = study._storage.get_trial(trial._trial_id)
@@ -551,4 +525,4 @@ class SweepRunner:
         try:
             results.write_results(plan.study, plan.sweep_dir, {"storage": masked(plan.url)}, plan.metrics)
         except Exception as err:  # results are a convenience; never lose the sweep over them
-            log.warning("could not write sweep results: %s", _one_line(err))
+            log.warning("could not write sweep results: %s", one_line(err))
