@@ -360,7 +360,7 @@ def test_trial_of_a_dead_process_is_failed_and_retried_once(tmp_path):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_trial_without_heartbeat_is_failed_and_retried(tmp_path):
     study, rdb = _study(tmp_path, heartbeat_interval=1, grace_period=1,
-                        stale_callback=recovery.stale_callback(limit=1))
+                        stale_callback=recovery.stale_callback())
     trial = study.ask()
     trial.suggest_float("x", 0, 1)
     beat = recovery.Heartbeat(rdb, 1)

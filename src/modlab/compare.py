@@ -19,7 +19,7 @@ from rich.table import Table
 
 from modlab.errors import ModlabError
 from modlab.io import atomic_write_text
-from modlab.report import colors, fmt, markdown_table, print_wide, save_figure
+from modlab.report import colors, figure, fmt, markdown_table, print_wide, save_figure
 from modlab.runinfo import CHOICE_GROUPS, merge_choices
 
 MARKDOWN = "compare.md"
@@ -144,11 +144,9 @@ def table(runs: list[RunSummary]) -> Table:
 
 
 def plot(runs: list[RunSummary], path: Path) -> Path:
-    from matplotlib.figure import Figure
-
     labels = list(dict.fromkeys(n for r in runs for n in r.labels))
     f1 = _f1_metric(runs)
-    fig = Figure(figsize=(max(7.0, 1.1 * len(labels) + 3), 7), dpi=100, layout="constrained")
+    fig = figure(max(7.0, 1.1 * len(labels) + 3), 7)
     axes = fig.subplots(2, 1, sharex=True)
     x = list(range(len(labels)))
     for color, r in zip(colors(len(runs)), runs, strict=True):

@@ -79,18 +79,11 @@ def read_in_label_order(reader: DictConfig, labels: list[str]):
     return table
 
 
-def _loader(dm, split: str, data: DictConfig) -> DataLoader:
-    """The DataModule's own val/test loader; for train/all, the same kind of loader over those rows."""
-    from modlab.data.tokens import PadCollator, TokenizedDataset
-
+def _loader(dm, split: str) -> DataLoader:
     rows = np.arange(len(dm.table)) if split == "all" else dm.rows[split]
     if len(rows) == 0:
         raise ModlabError(f"split={split} of {dm.table.source} has no rows; use split=all or another split")
-    if split in ("val", "test"):
-        return dm.val_dataloader() if split == "val" else dm.test_dataloader()
-    return DataLoader(TokenizedDataset(dm.token_ids, dm.offsets, rows, dm.table.labels),
-                      batch_size=int(data.eval_batch_size), shuffle=False, num_workers=int(data.num_workers),
-                      collate_fn=PadCollator(dm.tokenizer.pad_token_id, data.get("pad_to_multiple_of")))
+    return dm.eval_loader(rows)
 
 
 def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
@@ -136,7 +129,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(saved, resolve=True))
 
     model = ModerationClassifier.load_from_checkpoint(str(ckpt), map_location="cpu")
-    loader = _loader(dm, cfg.split, data)
+    loader = _loader(dm, cfg.split)
     loggers = instantiate_loggers(cfg.get("logger"), saved)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False,
                                      default_root_dir=str(output_dir))

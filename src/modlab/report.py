@@ -113,7 +113,7 @@ def write_predictions(path: str | Path, ids: list[str], texts: list[str], probs:
     return atomic_write_text(path, frame.to_csv(index=False))
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
@@ -137,7 +137,7 @@ def plot_curves(curve_data: dict[str, dict], metrics: dict, split: str, path_pr:
     for kind, path, (xlabel, ylabel), metric in (("pr", path_pr, ("recall", "precision"), "auprc"),
                                                  ("roc", path_roc, ("false positive rate", "true positive rate"),
                                                   "auroc")):
-        fig = _figure(6.5, 5)
+        fig = figure(6.5, 5)
         ax = fig.add_subplot()
         for color, (name, c) in zip(colors(len(curve_data)), curve_data.items(), strict=False):
             x, y = c[kind]
@@ -158,7 +158,7 @@ def plot_confusions(counts: np.ndarray, label_names: list[str], path: Path) -> N
     """A grid of 2x2 matrices (rows: true 0/1, columns: predicted 0/1)."""
     cols = min(4, len(label_names))
     rows = -(-len(label_names) // cols)
-    fig = _figure(2.4 * cols, 2.3 * rows)
+    fig = figure(2.4 * cols, 2.3 * rows)
     for j, name in enumerate(label_names):
         tp, fp, tn, fn = (int(v) for v in counts[j, :4])
         matrix = np.array([[tn, fp], [fn, tp]])

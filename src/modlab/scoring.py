@@ -77,7 +77,7 @@ def finish(cfg, *, output_dir: str | Path, label_names: list[str], metrics: dict
 
     new = {k: v for k, v in metrics.items() if k not in before}
     log_run_results(loggers, split=report_split, metrics=metrics, new_metrics=new, label_names=label_names,
-                    thresholds=thresholds, curve_data=curve_data, gate=gate, best=best, step=step)
+                    curve_data=curve_data, gate=gate, best=best, step=step)
     write_json(output_dir / "metrics.json", metrics)
     print_label_table(metrics, label_names, report_split, gate)
     return metrics, gate

@@ -163,12 +163,11 @@ class SafeWandbLogger(WandbLogger):
 
     # -- modlab extras
     def log_run_results(self, *, split: str, metrics: dict[str, float], label_names: list[str],
-                        thresholds: dict | None, curve_data: dict | None, gate: dict | None,
-                        best: float | None) -> None:
+                        curve_data: dict | None, gate: dict | None, best: float | None) -> None:
         """Per-label table with thresholds, per-label PR/ROC curves, best monitored value in the summary."""
-        self._guard(self._log_run_results, split, metrics, label_names, thresholds, curve_data, gate, best)
+        self._guard(self._log_run_results, split, metrics, label_names, curve_data, gate, best)
 
-    def _log_run_results(self, split, metrics, label_names, thresholds, curve_data, gate, best) -> None:
+    def _log_run_results(self, split, metrics, label_names, curve_data, gate, best) -> None:
         import wandb
 
         if rank_zero_only.rank != 0 or self._experiment is None:
@@ -181,7 +180,7 @@ class SafeWandbLogger(WandbLogger):
             row: list[Any] = [name]
             for key in columns[1:]:
                 if key == "threshold":
-                    value = (thresholds or {}).get("thresholds", {}).get(name)
+                    value = metrics.get(f"val/threshold/{name}")  # tuned on val, applied to every split
                 elif key == "gate":
                     g = (gate or {}).get("labels", {}).get(name)
                     value = None if g is None or g["passed"] is None else ("pass" if g["passed"] else "fail")
@@ -231,8 +230,7 @@ class SafeWandbLogger(WandbLogger):
 # -------------------------------------------------------------------------------------------- all loggers
 
 def log_run_results(loggers: list[Logger], *, split: str, metrics: dict[str, float], new_metrics: dict[str, float],
-                    label_names: list[str], thresholds: dict | None = None, curve_data: dict | None = None,
-                    gate: dict | None = None, best: float | None = None, step: int = 0) -> None:
+                    label_names: list[str], curve_data: dict | None = None, gate: dict | None = None, best: float | None = None, step: int = 0) -> None:
     """After evaluation: metrics computed outside the LightningModule go to every logger; W&B extras."""
     plain = {k: v for k, v in new_metrics.items() if v is not None and not math.isnan(v)}
     for logger in loggers:
@@ -241,7 +239,7 @@ def log_run_results(loggers: list[Logger], *, split: str, metrics: dict[str, flo
                 logger.log_metrics(plain, step=step)
                 logger.save()
             if isinstance(logger, SafeWandbLogger):
-                logger.log_run_results(split=split, metrics=metrics, label_names=label_names, thresholds=thresholds,
+                logger.log_run_results(split=split, metrics=metrics, label_names=label_names,
                                        curve_data=curve_data, gate=gate, best=best)
         except Exception as err:  # noqa: BLE001 - a logger must not fail a finished run
             log.warning("logger %s failed: %s", type(logger).__name__, one_line(err))

@@ -80,8 +80,7 @@ def _files(root: Path, use_test: bool) -> list[tuple[Path, str]]:
     found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".parquet", ".jsonl"))
     if not found:
         raise fail(root, "no train.csv, .parquet or .jsonl files here", f"point dataset.path at {EXPECTS}")
-    order = {"train": 0, "val": 1, "test": 2}
-    files = sorted(((p, sources.split_of_name(p.name) or "train") for p in found), key=lambda f: order[f[1]])
+    files = sources.by_split(found)
     if not use_test:
         files = [(p, s) for p, s in files if s == "train"]
     return files

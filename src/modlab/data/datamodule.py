@@ -59,7 +59,6 @@ class ModerationDataModule(L.LightningDataModule):
         self.length_grouping, self.cache_dir, self.output_dir = length_grouping, cache_dir, output_dir
         self.splits_file, self.pad_to_multiple_of = splits_file, pad_to_multiple_of
         self.table: LabeledTable | None = None
-        self.setup_seconds: float | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
@@ -79,13 +78,12 @@ class ModerationDataModule(L.LightningDataModule):
         check_splits(table, rows)
         self.token_ids, self.offsets = tokenize(table.texts, self.tokenizer, self.max_length, self.cache_dir)
         self.table, self.rows = table, rows
-        self.setup_seconds = time.perf_counter() - started
         log.info(
             "dataset %s: %s rows per split, %d labels, set up in %.2fs",
             table.source,
             {k: len(v) for k, v in rows.items()},
             len(table.label_names),
-            self.setup_seconds,
+            time.perf_counter() - started,
         )
         if self.output_dir:
             write_json(Path(self.output_dir) / "splits.json", split_ids(table, rows))
@@ -105,29 +103,28 @@ class ModerationDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> TokenizedDataset:
         return TokenizedDataset(self.token_ids, self.offsets, self.rows[split], self.table.labels)
 
-    def _loader(self, split: str, train: bool = False, sort: bool = False) -> DataLoader:
-        data = self.dataset(split)
-        kwargs = dict(
-            collate_fn=PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-        if not train:
-            sampler = LengthSortedSampler(data.lengths()) if sort else None
-            return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler, **kwargs)
-        if self.length_grouping:
-            sampler = LengthGroupedSampler(data.lengths(), self.batch_size, seed=self.seed)
-            return DataLoader(data, batch_size=self.batch_size, sampler=sampler, **kwargs)
-        return DataLoader(data, batch_size=self.batch_size, shuffle=True, **kwargs)
+    def _loader_kwargs(self) -> dict:
+        return dict(collate_fn=PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of),
+                    num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def eval_loader(self, rows: np.ndarray) -> DataLoader:
+        """Length-sorted batches (the least padding) over any rows: val, test, or eval.py's train/all."""
+        data = TokenizedDataset(self.token_ids, self.offsets, rows, self.table.labels)
+        return DataLoader(data, batch_size=self.eval_batch_size, sampler=LengthSortedSampler(data.lengths()),
+                          **self._loader_kwargs())
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        data = self.dataset("train")
+        if self.length_grouping:
+            sampler = LengthGroupedSampler(data.lengths(), self.batch_size, seed=self.seed)
+            return DataLoader(data, batch_size=self.batch_size, sampler=sampler, **self._loader_kwargs())
+        return DataLoader(data, batch_size=self.batch_size, shuffle=True, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", sort=True)
+        return self.eval_loader(self.rows["val"])
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", sort=True)
+        return self.eval_loader(self.rows["test"])
 
 
 def check_splits(table: LabeledTable, rows: dict[str, np.ndarray]) -> None:

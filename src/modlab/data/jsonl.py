@@ -40,8 +40,7 @@ def _files(root: Path) -> list[Path]:
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".jsonl", ".json"))
     if not files:
         raise fail(root, "no .jsonl files here", f"point dataset.path at {EXPECTS}")
-    order = {"train": 0, "val": 1, "test": 2}
-    return sorted(files, key=lambda p: order[sources.split_of_name(p.name) or "train"])
+    return [p for p, _ in sources.by_split(files)]
 
 
 class _Parser:

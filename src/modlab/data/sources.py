@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from modlab.data.table import SPLITS
 from modlab.errors import ModlabError
 
 log = logging.getLogger(__name__)
@@ -332,6 +333,12 @@ def split_of_name(name: str) -> str | None:
     return None
 
 
+def by_split(paths: list[Path]) -> list[tuple[Path, str]]:
+    """(file, split named in its file name, else train), train files first, then val, then test."""
+    named = [(p, split_of_name(p.name) or "train") for p in paths]
+    return sorted(named, key=lambda f: SPLITS.index(f[1]))
+
+
 # --- JSONL -----------------------------------------------------------------------------------------------
 
 
@@ -361,9 +368,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         raise utf8_error(path) from None
 
 
-def read_parquet(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_parquet(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path, columns=list(columns) if columns else None)
+        return pd.read_parquet(path)
     except (OSError, ValueError) as err:
         raise fail(
             path,

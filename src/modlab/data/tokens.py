@@ -8,14 +8,16 @@ edited row, another tokenizer) makes a new one. Entries are written atomically a
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from modlab.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +97,9 @@ def tokenize(
     ids = np.fromiter((t for row in chunks for t in row), dtype=dtype, count=int(sum(lengths)))
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, ids=ids, offsets=offsets)
-            os.replace(tmp, path)  # atomic: a concurrent run or DDP rank never reads half a file
-        finally:
-            tmp.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=ids, offsets=offsets)
+        atomic_write_bytes(path, buffer.getvalue())  # a concurrent run or DDP rank never reads half a file
         log.info("token cache written: %s (%d texts, %d tokens)", path, len(texts), len(ids))
     return ids, offsets
 

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import socket
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,15 +29,11 @@ def load_trial(storage: str, study_name: str, trial_id: int, pruner: Mapping[str
     import optuna
 
     from modlab.sweep.factory import build_pruner
-    from modlab.sweep.storage import _engine_kwargs
+    from modlab.sweep.storage import connect
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = optuna.storages.RDBStorage(storage, engine_kwargs=_engine_kwargs(storage), skip_table_creation=True,
-                                         skip_compatibility_check=True)
-        study = optuna.load_study(study_name=study_name, storage=rdb, sampler=optuna.samplers.RandomSampler(),
-                                  pruner=build_pruner(pruner))
-        return optuna.Trial(study, int(trial_id))
+    study = optuna.load_study(study_name=study_name, storage=connect(storage), sampler=optuna.samplers.RandomSampler(),
+                              pruner=build_pruner(pruner))
+    return optuna.Trial(study, int(trial_id))
 
 
 class OptunaPruning(L.Callback):

@@ -22,6 +22,8 @@ from modlab.sweep.attrs import ERROR, FAIL_KIND, RETRY_OF, STALE_RETRIES, WORKER
 
 log = logging.getLogger(__name__)
 
+MAX_RETRIES = 1  # a trial whose worker died is re-run once with the same params; dying twice is final
+
 
 def _proc_start(pid: int) -> str | None:
     try:
@@ -59,14 +61,14 @@ def process_alive(info: dict[str, Any]) -> bool | None:
     return True
 
 
-def requeue(study, frozen, limit: int | None = 1, reason: str = "died") -> int | None:
-    """Queue the same params again as a WAITING trial (at most `limit` times for trials that died)."""
+def requeue(study, frozen, reason: str = "died") -> int | None:
+    """Queue the same params again as a WAITING trial (at most MAX_RETRIES times for trials that died)."""
     import optuna
 
     if not frozen.distributions:
         return None  # it died before its params were drawn: a fresh trial replaces it
     retries = int(frozen.system_attrs.get(STALE_RETRIES, 0)) + (1 if reason == "died" else 0)
-    if limit is not None and reason == "died" and retries > limit:
+    if reason == "died" and retries > MAX_RETRIES:
         log.warning("trial %d died again; not retrying it a second time", frozen.number)
         return None
     study.add_trial(optuna.trial.create_trial(
@@ -77,7 +79,7 @@ def requeue(study, frozen, limit: int | None = 1, reason: str = "died") -> int |
     return retries
 
 
-def fail_dead_trials(study, own_ids: set[int], limit: int = 1) -> list[int]:
+def fail_dead_trials(study, own_ids: set[int]) -> list[int]:
     """FAIL the RUNNING trials whose process on this host is gone, and re-queue each once."""
     import optuna
     from optuna.trial import TrialState
@@ -99,7 +101,7 @@ def fail_dead_trials(study, own_ids: set[int], limit: int = 1) -> list[int]:
             continue  # another worker got there first
         log.warning("trial %d was left RUNNING by process %s, which is gone: marked FAIL", t.number, info.get("pid"))
         failed.append(t.number)
-        requeue(study, storage.get_trial(t._trial_id), limit=limit)
+        requeue(study, storage.get_trial(t._trial_id))
     return failed
 
 
@@ -112,10 +114,10 @@ def fail_stale_by_heartbeat(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def stale_callback(limit: int = 1):
+def stale_callback():
     def callback(study, frozen) -> None:
         log.warning("trial %d missed its heartbeats (worker lost): marked FAIL", frozen.number)
-        requeue(study, frozen, limit=limit)
+        requeue(study, frozen)
 
     return callback
 

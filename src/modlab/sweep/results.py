@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from modlab.io import atomic_write_text
-from modlab.sweep.attrs import EPOCHS, ERROR, FAIL_KIND, RUN_DIR
+from modlab.sweep.attrs import EPOCHS, ERROR, RUN_DIR
 
 RESULTS = "optimization_results.yaml"
 
@@ -140,13 +140,3 @@ def summary_table(study, metric_names: list[str] | None = None, limit: int = 100
     if len(trials) > limit:
         lines.insert(2, f"... {len(trials) - limit} earlier trials not shown")
     return "\n".join(lines)
-
-
-def failure_kinds(study) -> dict[str, int]:
-    from optuna.trial import TrialState
-
-    kinds: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        kind = t.user_attrs.get(FAIL_KIND, "died")
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds

@@ -244,7 +244,7 @@ class SweepRunner:
                         "PGPASSWORD or ~/.pgpass")
         interval = int(s.heartbeat_interval) if s.heartbeat_interval else None
         grace = int(s.grace_period) if s.grace_period else (max(6 * interval, 60) if interval else None)
-        rdb = open_storage(url, interval, grace, recovery.stale_callback(limit=1))
+        rdb = open_storage(url, interval, grace, recovery.stale_callback())
         try:
             study = optuna.create_study(storage=rdb, study_name=study_name, directions=directions,
                                         load_if_exists=True, sampler=sampler,
@@ -339,9 +339,7 @@ class SweepRunner:
         summary = results.summary(study, plan.metrics)
         log.info("results: %s", plan.sweep_dir / results.RESULTS)
         if failed_budget:
-            errors = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                      if t.user_attrs.get(recovery.FAIL_KIND) == "error"]
-            last = errors[-1].user_attrs.get(recovery.ERROR, "") if errors else ""
+            last = errors[-1].user_attrs.get(recovery.ERROR, "")
             print(f"error: {len(errors)} trials failed, more than max_failure_rate={s.max_failure_rate} allows "
                   f"for n_trials={s.n_trials}; last error: {last}. Fix it and re-run the same command to go on",
                   file=sys.stderr)
@@ -352,7 +350,7 @@ class SweepRunner:
         return plan.returns
 
     def _recover(self, study) -> None:
-        recovery.fail_dead_trials(study, own_ids=set(self.in_flight), limit=1)
+        recovery.fail_dead_trials(study, own_ids=set(self.in_flight))
         recovery.fail_stale_by_heartbeat(study)
 
     def _sampler_for(self, plan: Plan, number: int):
@@ -457,7 +455,7 @@ class SweepRunner:
         self._finish_fail(plan.study, trial, "interrupted", "the sweep was interrupted during this trial")
         frozen = plan.study._storage.get_trial(trial._trial_id)
         if frozen.state.name == "FAIL":
-            recovery.requeue(plan.study, frozen, limit=None, reason="interrupted")
+            recovery.requeue(plan.study, frozen, reason="interrupted")
 
     def _tell(self, plan: Plan, trial, ret, seconds: float) -> None:
         import optuna

@@ -71,9 +71,6 @@ class SearchSpace:
     params: dict[str, Param]
     fixed: list[str]  # overrides applied to every trial, in order
 
-    def distributions(self) -> dict[str, Any]:
-        return {name: p.distribution for name, p in self.params.items()}
-
     def overrides(self, values: Mapping[str, Any]) -> list[str]:
         return [p.override(values[name]) for name, p in self.params.items()]
 

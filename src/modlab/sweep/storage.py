@@ -54,6 +54,16 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
+def connect(url: str):
+    """The storage of an existing study, from inside a job: no schema creation, no version check."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_table_creation=True,
+                                          skip_compatibility_check=True)
+
+
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  stale_callback=None):
     """An `optuna.storages.RDBStorage`, or a ModlabError that says why the URL cannot be used."""
