@@ -27,6 +27,13 @@ def jigsaw_dir(tmp_path, rows, header=HEADER, raw: bytes | None = None):
     return tmp_path
 
 
+def fails(call, *parts: str) -> str:
+    """call() raises a one-line ModlabError containing every part."""
+    with pytest.raises(ModlabError) as err:
+        call()
+    return one_line(err, *parts)
+
+
 def one_line(excinfo, *parts: str) -> str:
     message = str(excinfo.value)
     assert "\n" not in message, message
@@ -45,77 +52,61 @@ def jsonl_file(tmp_path, lines: list[str]):
 
 
 def test_missing_path_directory_and_file(tmp_path):
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(tmp_path / "nope")
-    one_line(err, "dataset.path=", "nope", "does not exist", "point dataset.path at")
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(tmp_path)
-    one_line(err, "train.csv", "does not exist", "Kaggle Jigsaw folder")
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(None)
-    one_line(err, "dataset=jigsaw needs dataset.path", "dataset.path=<")
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(tmp_path)
-    one_line(err, str(tmp_path), "no .jsonl files", "point dataset.path")
-    with pytest.raises(ModlabError) as err:
-        civil_comments.read(tmp_path / "missing.parquet")
-    one_line(err, "missing.parquet", "does not exist")
+    fails(
+        lambda: jigsaw.read(tmp_path / "nope"),
+        "dataset.path=", "nope", "does not exist", "point dataset.path at",
+    )
+    fails(lambda: jigsaw.read(tmp_path), "train.csv", "does not exist", "Kaggle Jigsaw folder")
+    fails(lambda: jigsaw.read(None), "dataset=jigsaw needs dataset.path", "dataset.path=<")
+    fails(lambda: jsonl.read(tmp_path), str(tmp_path), "no .jsonl files", "point dataset.path")
+    fails(lambda: civil_comments.read(tmp_path / "missing.parquet"), "missing.parquet", "does not exist")
 
 
 def test_missing_text_or_label_column(tmp_path):
     root = jigsaw_dir(tmp_path, ["a1,hi,0,0,0,0,0\n"], header=HEADER.replace(",threat", ""))
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(
-        err,
-        "train.csv",
-        "column 'threat' is missing",
-        "the header has: id, comment_text",
-        "expects Kaggle's header",
+    fails(
+        lambda: jigsaw.read(root),
+        "train.csv", "column 'threat' is missing", "the header has: id, comment_text", "expects Kaggle's header",
     )
     root = jigsaw_dir(tmp_path, ["a1,hi,0,0,0,0,0,0\n"], header=HEADER.replace("comment_text", "text"))
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(err, "train.csv", "column 'comment_text' is missing")
+    fails(lambda: jigsaw.read(root), "train.csv", "column 'comment_text' is missing")
     pd.DataFrame({"body": ["x"], "toxicity": [0.1]}).to_parquet(tmp_path / "cc.parquet")
-    with pytest.raises(ModlabError) as err:
-        civil_comments.read(tmp_path / "cc.parquet")
-    one_line(err, "cc.parquet", "no text column", "comment_text or text")
+    fails(
+        lambda: civil_comments.read(tmp_path / "cc.parquet"),
+        "cc.parquet", "no text column", "comment_text or text",
+    )
     pd.DataFrame({"text": ["x"], "toxicity": [0.1]}).to_parquet(tmp_path / "cc.parquet")
-    with pytest.raises(ModlabError) as err:
-        civil_comments.read(tmp_path / "cc.parquet")
-    one_line(err, "cc.parquet", "label column 'severe_toxicity' is missing", "dataset.reader.labels")
+    fails(
+        lambda: civil_comments.read(tmp_path / "cc.parquet"),
+        "cc.parquet", "label column 'severe_toxicity' is missing", "dataset.reader.labels",
+    )
     assert civil_comments.read(tmp_path / "cc.parquet", labels=["toxicity"]).labels.tolist() == [[0]]
 
 
 def test_label_not_binary_or_not_a_fraction(tmp_path):
     root = jigsaw_dir(tmp_path, [*GOOD, 'a3,"multi\nline\ntext",0,0,0,2,0,0\n'])
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(err, "train.csv: row 3 (line 5, id 'a3')", "'threat' is 2, not 0 or 1", "fix the value")
+    fails(
+        lambda: jigsaw.read(root),
+        "train.csv: row 3 (line 5, id 'a3')", "'threat' is 2, not 0 or 1", "fix the value",
+    )
     root = jigsaw_dir(tmp_path, [*GOOD, "a3,text,0,0,yes,0,0,0\n"])
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(err, "row 3", "'obscene' is 'yes', not a number")
+    fails(lambda: jigsaw.read(root), "row 3", "'obscene' is 'yes', not a number")
     root = jigsaw_dir(tmp_path, [*GOOD, "a3,text,0,0,,0,0,0\n"])
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(err, "row 3", "'obscene' is empty")
+    fails(lambda: jigsaw.read(root), "row 3", "'obscene' is empty")
     civil = tmp_path / "civil.csv"
     civil.write_text(
         "id,target,comment_text,severe_toxicity,obscene,identity_attack,insult,threat,sexual_explicit\n"
         "1,0.2,fine,0,0,0,0,0,0\n2,1.5,bad,0,0,0,0,0,0\n",
         encoding="utf-8",
     )
-    with pytest.raises(ModlabError) as err:
-        civil_comments.read(civil)
-    one_line(err, "civil.csv: row 2 (id '2')", "'target' is 1.5, outside [0, 1]", "fix the value")
+    fails(
+        lambda: civil_comments.read(civil),
+        "civil.csv: row 2 (id '2')", "'target' is 1.5, outside [0, 1]", "fix the value",
+    )
     path = jsonl_file(
         tmp_path, ['{"text": "a", "labels": {"spam": 1}}', '{"text": "b", "labels": {"spam": 2}}']
     )
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "data.jsonl: line 2", "label 'spam' is 2, not 0 or 1", "0, 1, or null")
+    fails(lambda: jsonl.read(path), "data.jsonl: line 2", "label 'spam' is 2, not 0 or 1", "0, 1, or null")
 
 
 def test_empty_or_nan_text_dropped_with_counted_warning_or_error(tmp_path, caplog):
@@ -126,13 +117,9 @@ def test_empty_or_nan_text_dropped_with_counted_warning_or_error(tmp_path, caplo
     warnings = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert len(warnings) == 1 and "dropped 2 of 4 rows with empty or NaN comment_text" in warnings[0]
     assert "row 3 (id 'a3')" in warnings[0] and "empty_text=error" in warnings[0]
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root, empty_text="error")
-    one_line(
-        err,
-        "train.csv: row 3 (line 5, id 'a3')",
-        "comment_text is empty or NaN (2 such rows)",
-        "empty_text=drop",
+    fails(
+        lambda: jigsaw.read(root, empty_text="error"),
+        "train.csv: row 3 (line 5, id 'a3')", "comment_text is empty or NaN (2 such rows)", "empty_text=drop",
     )
     pd.DataFrame({"text": ["ok", None, float("nan")], "toxicity": [0.0, 0.1, 0.2]}).to_parquet(
         tmp_path / "c.parquet"
@@ -142,65 +129,56 @@ def test_empty_or_nan_text_dropped_with_counted_warning_or_error(tmp_path, caplo
         assert len(civil_comments.read(tmp_path / "c.parquet", labels=["toxicity"])) == 1
     assert any("dropped 2 of 3 rows" in r.getMessage() for r in caplog.records)
     path = jsonl_file(tmp_path, ['{"text": "a", "labels": ["x"]}', '{"text": null, "labels": ["x"]}'])
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path, empty_text="error")
-    one_line(err, "data.jsonl: line 2", "text is empty or NaN")
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path, empty_text="maybe")
-    one_line(err, "empty_text='maybe'", "drop, error")
+    fails(lambda: jsonl.read(path, empty_text="error"), "data.jsonl: line 2", "text is empty or NaN")
+    fails(lambda: jsonl.read(path, empty_text="maybe"), "empty_text='maybe'", "drop, error")
 
 
 def test_duplicate_ids(tmp_path):
     root = jigsaw_dir(tmp_path, [*GOOD, "a1,again,0,0,0,0,0,0\n"])
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(err, "train.csv: row 3", "id 'a1' already appears at row 1", "make ids unique")
+    fails(
+        lambda: jigsaw.read(root),
+        "train.csv: row 3", "id 'a1' already appears at row 1", "make ids unique",
+    )
     path = jsonl_file(
         tmp_path, ['{"id": 7, "text": "a", "labels": ["x"]}', '{"id": "7", "text": "b", "labels": []}']
     )
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "data.jsonl: line 2 (id '7')", "already appears")
+    fails(lambda: jsonl.read(path), "data.jsonl: line 2 (id '7')", "already appears")
 
 
 def test_bytes_that_are_not_utf8(tmp_path):
     raw = (HEADER + "a1,fine,0,0,0,0,0,0\na2,caf").encode() + b"\xe9 au lait,0,0,0,0,0,0\n"
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(jigsaw_dir(tmp_path, [], raw=raw))
-    one_line(err, "train.csv: line 3, byte 7", "e9", "not valid UTF-8", "re-save the file as UTF-8")
+    fails(
+        lambda: jigsaw.read(jigsaw_dir(tmp_path, [], raw=raw)),
+        "train.csv: line 3, byte 7", "e9", "not valid UTF-8", "re-save the file as UTF-8",
+    )
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b'{"text": "ok", "labels": ["a"]}\n{"text": "\xff\xfe", "labels": ["a"]}\n')
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "bad.jsonl: line 2", "ff fe", "UTF-8")
+    fails(lambda: jsonl.read(path), "bad.jsonl: line 2", "ff fe", "UTF-8")
 
 
 def test_malformed_csv_quoting(tmp_path):
     root = jigsaw_dir(tmp_path, [*GOOD, 'a3,"never closed,0,0,0,0,0,0\n', "a4,x,0,0,0,0,0,0\n"])
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(err, "train.csv: line 5", "malformed CSV quoting", 'quotes inside a field as ""')
+    fails(
+        lambda: jigsaw.read(root),
+        "train.csv: line 5", "malformed CSV quoting", 'quotes inside a field as ""',
+    )
     root = jigsaw_dir(tmp_path, [*GOOD, "a3,hello, world,0,0,0,0,0,0\n"])
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(
-        err, "train.csv: line 5", "has 9 fields but the header has 8", "quote fields that contain commas"
+    fails(
+        lambda: jigsaw.read(root),
+        "train.csv: line 5", "has 9 fields but the header has 8", "quote fields that contain commas",
     )
 
 
 def test_jsonl_line_not_json_or_without_text(tmp_path):
     path = jsonl_file(tmp_path, ['{"text": "a", "labels": ["x"]}', '{"text": "b", "labels": ["x"]'])
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "data.jsonl: line 2", "not valid JSON", "fix the line or remove it")
+    fails(lambda: jsonl.read(path), "data.jsonl: line 2", "not valid JSON", "fix the line or remove it")
     path = jsonl_file(tmp_path, ['["a", "b"]'])
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "data.jsonl: line 1", "not an object")
+    fails(lambda: jsonl.read(path), "data.jsonl: line 1", "not an object")
     path = jsonl_file(tmp_path, ['{"text": "a", "labels": ["x"]}', '{"body": "b", "labels": ["x"]}'])
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "data.jsonl: line 2", "no 'text' field (keys: body, labels)", "dataset.reader.text_field")
+    fails(
+        lambda: jsonl.read(path),
+        "data.jsonl: line 2", "no 'text' field (keys: body, labels)", "dataset.reader.text_field",
+    )
     assert jsonl.read(jsonl_file(tmp_path, ['{"body": "b", "labels": ["x"]}']), text_field="body").texts == [
         "b"
     ]
@@ -214,41 +192,29 @@ def test_label_name_not_in_taxonomy(tmp_path):
             '{"text": "b", "labels": {"spma": 1, "threats": 0}}',
         ],
     )
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path, labels=["spam", "threats"])
-    one_line(
-        err,
-        "data.jsonl: line 2",
-        "label 'spma' is not in the taxonomy (spam, threats)",
-        "add it to dataset.reader.labels",
+    fails(
+        lambda: jsonl.read(path, labels=["spam", "threats"]),
+        "data.jsonl: line 2", "label 'spma' is not in the taxonomy (spam, threats)", "add it to dataset.reader.labels",
     )
     path = jsonl_file(tmp_path, ['{"text": "a", "labels": {"moderation": ["insult", "safe"]}}'])
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "line 1", "'safe' is listed together with 'insult'")
+    fails(lambda: jsonl.read(path), "line 1", "'safe' is listed together with 'insult'")
     path = jsonl_file(tmp_path, ['{"text": "a", "labels": {"moderation": ["insult"], "topic": ["x"]}}'])
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(path)
-    one_line(err, "line 1", "several targets", "dataset.reader.target=moderation")
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(tmp_path, labels=["toxic", "spam"])
-    one_line(err, "dataset.reader.labels", "spam is not a jigsaw label", "toxic, severe_toxic")
-    with pytest.raises(ModlabError) as err:
-        synthetic.generate(10, taxonomy="reddit")
-    one_line(err, "taxonomy='reddit'", "jigsaw, trust_safety")
+    fails(lambda: jsonl.read(path), "line 1", "several targets", "dataset.reader.target=moderation")
+    fails(
+        lambda: jigsaw.read(tmp_path, labels=["toxic", "spam"]),
+        "dataset.reader.labels", "spam is not a jigsaw label", "toxic, severe_toxic",
+    )
+    fails(lambda: synthetic.generate(10, taxonomy="reddit"), "taxonomy='reddit'", "jigsaw, trust_safety")
 
 
 def test_dataset_empty_after_filtering(tmp_path):
     root = jigsaw_dir(tmp_path, ['a1,"",0,0,0,0,0,0\n', "a2, ,1,0,0,0,0,0\n"])
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(root)
-    one_line(err, "train.csv", "no rows left after dropping empty texts", "non-empty rows")
-    with pytest.raises(ModlabError) as err:
-        jsonl.read(jsonl_file(tmp_path, ['{"text": "", "labels": ["x"]}']))
-    one_line(err, "data.jsonl", "no rows left after dropping empty texts")
-    with pytest.raises(ModlabError) as err:
-        jigsaw.read(jigsaw_dir(tmp_path, []))
-    one_line(err, "train.csv", "no rows left")
+    fails(lambda: jigsaw.read(root), "train.csv", "no rows left after dropping empty texts", "non-empty rows")
+    fails(
+        lambda: jsonl.read(jsonl_file(tmp_path, ['{"text": "", "labels": ["x"]}'])),
+        "data.jsonl", "no rows left after dropping empty texts",
+    )
+    fails(lambda: jigsaw.read(jigsaw_dir(tmp_path, [])), "train.csv", "no rows left")
 
 
 @pytest.fixture(scope="module")
@@ -278,23 +244,21 @@ def test_bad_reader_output_fails_in_setup_not_in_a_worker(tokenizer, tmp_path):
     labels[5, 1] = np.nan
     table = LabeledTable(base.ids, base.texts, labels, base.label_names, source="custom")
     dm = ModerationDataModule(lambda: table, tokenizer, max_length=32, num_workers=2, cache_dir=str(tmp_path))
-    with pytest.raises(ModlabError) as err:
-        dm.setup()
-    one_line(err, "custom: row 6 (id 'syn-2-5')", "'severe_toxic' = nan", "labels must be in [0, 1] or -1")
+    fails(
+        lambda: dm.setup(),
+        "custom: row 6 (id 'syn-2-5')", "'severe_toxic' = nan", "labels must be in [0, 1] or -1",
+    )
     dm = ModerationDataModule(lambda: {"text": "x"}, tokenizer, cache_dir=str(tmp_path))
-    with pytest.raises(ModlabError) as err:
-        dm.setup()
-    one_line(err, "returned a dict, not a LabeledTable")
+    fails(lambda: dm.setup(), "returned a dict, not a LabeledTable")
     dm = ModerationDataModule(partial(synthetic.generate, size=30), tokenizer, val_size=0.6, test_size=0.5)
-    with pytest.raises(ModlabError) as err:
-        dm.setup()
-    one_line(err, "val_size + data.test_size = 1.1", "less than 1")
+    fails(lambda: dm.setup(), "val_size + data.test_size = 1.1", "less than 1")
 
 
 def test_splits_file_that_does_not_match_the_dataset(tokenizer, tmp_path):
     path = tmp_path / "splits.json"
     path.write_text(json.dumps({"train": ["syn-0-1", "nope"], "val": [], "test": []}), encoding="utf-8")
     dm = ModerationDataModule(partial(synthetic.generate, size=30), tokenizer, splits_file=str(path))
-    with pytest.raises(ModlabError) as err:
-        dm.setup()
-    one_line(err, "splits.json", "train id 'nope' (1 ids in all) is not in the dataset", "same dataset")
+    fails(
+        lambda: dm.setup(),
+        "splits.json", "train id 'nope' (1 ids in all) is not in the dataset", "same dataset",
+    )
