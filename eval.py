@@ -9,7 +9,7 @@ from modlab.cli import one_line_errors
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 @one_line_errors
 def main(cfg: DictConfig):
-    from modlab.eval import run
+    from modlab.evaluation.score_checkpoint import run
 
     return run(cfg)
 

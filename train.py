@@ -9,7 +9,7 @@ from modlab.cli import one_line_errors
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @one_line_errors
 def main(cfg: DictConfig):
-    from modlab.train import run
+    from modlab.training.train import run
 
     return run(cfg)
 

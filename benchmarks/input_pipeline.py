@@ -36,12 +36,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from modlab.cli import quiet_libraries  # noqa: E402
 from modlab.data.datamodule import ModerationDataModule  # noqa: E402
-from modlab.models import backbones  # noqa: E402
-from modlab.models.module import ModerationClassifier  # noqa: E402
+from modlab.training.assemble import Backbone, build_datamodule, build_module  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "jigsaw2018-sample"
@@ -52,30 +52,19 @@ def config(data: Path, *overrides: str):
         return compose("train", overrides=["dataset=jigsaw", f"dataset.path={data}", *overrides])
 
 
-def datamodule(cfg, tokenizer, cache_dir: str, max_length: int | None = None) -> ModerationDataModule:
-    d = cfg.data
-    return ModerationDataModule(
-        reader=instantiate(cfg.dataset.reader, _partial_=True),
-        tokenizer=tokenizer,
-        max_length=max_length or d.max_length,
-        batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size,
-        num_workers=d.num_workers,
-        val_size=d.val_size,
-        test_size=d.test_size,
-        seed=d.split_seed,
-        length_grouping=d.length_grouping,
-        cache_dir=cache_dir,
-    )
+def datamodule(cfg, backbone: Backbone, cache_dir: str, max_length: int | None = None) -> ModerationDataModule:
+    """The harness's DataModule as train.py builds it, with its token cache in `cache_dir` (set up)."""
+    overrides = [f"data.cache_dir={cache_dir}"] + ([f"data.max_length={max_length}"] if max_length else [])
+    return build_datamodule(OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides)), backbone, None)
 
 
-def time_setup(cfg, tokenizer, repeats: int) -> dict:
+def time_setup(cfg, backbone: Backbone, repeats: int) -> dict:
     cold, cached = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as cache:
             for times in (cold, cached):  # the first set-up fills the empty cache, the second reuses it
                 start = time.perf_counter()
-                datamodule(cfg, tokenizer, cache).setup()
+                datamodule(cfg, backbone, cache)
                 times.append(time.perf_counter() - start)
     return {
         "cold_s": statistics.median(cold),
@@ -163,10 +152,9 @@ class Throughput(L.Callback):
         }
 
 
-def harness_throughput(cfg, dm: ModerationDataModule, warmup: int, batches: int | None, root: str) -> dict:
+def harness_throughput(cfg, backbone: Backbone, dm: ModerationDataModule, warmup: int, batches: int | None, root: str) -> dict:
     L.seed_everything(cfg.seed, workers=True)
-    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, dm.label_names)
-    model.criterion.fit(dm.train_labels, dm.label_names)
+    model = build_module(cfg, backbone, dm.label_names)  # fits its loss statistics on dm in setup()
     meter = Throughput(warmup)
     trainer = instantiate(
         cfg.trainer,
@@ -204,14 +192,14 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
     cfg = config(args.data)
-    path = backbones.resolve_config(cfg.backbone)
-    tokenizer = backbones.load_tokenizer(path)
+    backbone = Backbone.resolve(cfg.backbone)
+    tokenizer = backbone.tokenizer
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads; backbone {cfg.backbone.name}"
     )
 
-    setup = time_setup(cfg, tokenizer, args.repeats)
+    setup = time_setup(cfg, backbone, args.repeats)
     print(
         f"data set-up: cold {setup['cold_s']:.3f}s, cached {setup['cached_s']:.3f}s -> "
         f"{setup['cold_s'] / setup['cached_s']:.1f}x faster cached (median of {args.repeats})"
@@ -219,8 +207,7 @@ def main() -> None:
 
     results: dict = {"setup": setup}
     with tempfile.TemporaryDirectory() as tmp:
-        dm = datamodule(cfg, tokenizer, tmp)
-        dm.setup()
+        dm = datamodule(cfg, backbone, tmp)
         rows = dm.rows["train"]
         texts = [dm.table.texts[i] for i in rows]
         notebook_data = NotebookDataset(texts, dm.table.labels[rows], tokenizer)
@@ -229,7 +216,7 @@ def main() -> None:
 
         def notebook_block(name: str) -> None:
             L.seed_everything(cfg.seed)
-            model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, dm.label_names)
+            model = build_module(cfg, backbone, dm.label_names)
             results[name] = notebook_throughput(model, loader, args.steps, args.warmup)
             print(
                 f"{name}: {results[name]['samples_per_s']:.2f} samples/s "
@@ -238,7 +225,7 @@ def main() -> None:
             )
 
         def harness_block(name: str, module: ModerationDataModule) -> None:
-            results[name] = harness_throughput(cfg, module, args.warmup, args.harness_batches, tmp)
+            results[name] = harness_throughput(cfg, backbone, module, args.warmup, args.harness_batches, tmp)
             r = results[name]
             print(
                 f"{name}: {r['samples_per_s']:.2f} samples/s ({r['samples']} samples in {r['seconds']:.1f}s, "
@@ -249,8 +236,7 @@ def main() -> None:
         notebook_block("notebook_a")
         harness_block("harness", dm)
         notebook_block("notebook_b")
-        dm256 = datamodule(cfg, tokenizer, tmp, max_length=256)
-        dm256.setup()
+        dm256 = datamodule(cfg, backbone, tmp, max_length=256)
         harness_block("harness_256", dm256)
 
     notebook = (results["notebook_a"]["samples_per_s"] + results["notebook_b"]["samples_per_s"]) / 2

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST, ROOT
+from wandb_offline import read_offline_run
 
 from modlab.cli import main
-from modlab.compare import compare, load_runs
 from modlab.errors import ModlabError
-from modlab.tracking import read_offline_run
+from modlab.reporting.compare import compare, load_runs
 
 LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from modlab.data import jigsaw, synthetic, tokens
 from modlab.data.datamodule import ModerationDataModule
 from modlab.data.splits import assign_splits, stratify
 from modlab.data.table import LabeledTable
-from modlab.train import run
+from modlab.training.train import run
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +67,12 @@ def test_splits_the_source_defines_are_kept(sample):
 
 def test_split_ids_saved_in_the_run_dir_reproduce_the_run(tokenizer, tmp_path):
     reader = partial(synthetic.generate, size=300, seed=1)
-    first = ModerationDataModule(reader, tokenizer, max_length=32, seed=3, output_dir=str(tmp_path / "run1"))
+    first = ModerationDataModule(reader, tokenizer, max_length=32, split_seed=3, output_dir=str(tmp_path / "run1"))
     first.setup()
     saved = tmp_path / "run1" / "splits.json"
     ids = json.loads(saved.read_text())
     assert {k: len(v) for k, v in ids.items()} == {k: len(v) for k, v in first.rows.items()}
-    again = ModerationDataModule(reader, tokenizer, max_length=32, seed=99, splits_file=str(saved))
+    again = ModerationDataModule(reader, tokenizer, max_length=32, split_seed=99, splits_file=str(saved))
     again.setup()
     assert all(np.array_equal(first.rows[s], again.rows[s]) for s in ("train", "val", "test"))
 

@@ -1,5 +1,7 @@
-"""The synthetic generator: deterministic, two taxonomies, co-occurrence, hard negatives, perturbations."""
+"""The synthetic generator: deterministic, two taxonomies, co-occurrence, hard negatives, perturbations,
+identity mentions."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -7,6 +9,9 @@ import pytest
 
 from modlab.cli import main as modlab
 from modlab.data import jsonl, synthetic
+from modlab.data.perturb import KINDS, perturb
+from modlab.errors import ModlabError
+from modlab.evaluation import bias
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
@@ -58,14 +63,71 @@ def test_hard_negatives_and_perturbations_at_configured_rates():
     assert set(none.meta["kind"]) == {"benign", "positive"} and set(none.meta["perturbation"]) == {""}
 
 
-def test_perturbations_disguise_the_phrase():
+def test_perturbations_disguise_the_longest_word_of_the_phrase():
     rng = np.random.default_rng(0)
-    assert synthetic.perturb("you idiot", "spaces", rng) == "you i d i o t"
-    assert synthetic.perturb("you idiot", "leetspeak", rng) != "you idiot"
-    punctuated = synthetic.perturb("you idiot", "punctuation", rng)
+    assert perturb("you idiot", "spaces", rng, target="longest") == "you i d i o t"
+    assert perturb("you idiot", "leetspeak", rng, target="longest") != "you idiot"
+    punctuated = perturb("you idiot", "punctuation", rng, target="longest")
     assert punctuated.startswith("you i") and punctuated.replace(punctuated[5], "") == "you idiot"
-    repeated = synthetic.perturb("you idiot", "repeats", rng)
+    repeated = perturb("you idiot", "repeats", rng, target="longest")
     assert len(repeated) > len("you idiot") and repeated.startswith("you ")
+    assert set(synthetic.PERTURBATIONS) <= set(KINDS)
+
+
+def test_default_data_is_pinned():
+    # The default experiment's metrics in EXPERIMENTS.md are pinned to the last digit: its rows must not move
+    # (the hash was taken before perturbations moved to data/perturb.py and identity mentions were added).
+    table = synthetic.generate(3000, seed=42)
+    digest = hashlib.sha256("\n".join(table.texts).encode() + table.labels.tobytes()).hexdigest()
+    assert digest == "5c8333a576ac2c5bc8cb268581ca5da37aadc3965a8d75210fbf66a20ae88d19"
+    assert list(table.meta.columns) == ["kind", "perturbation"]
+
+
+def test_identity_mentions_add_annotated_rows_and_leave_the_rest_alone():
+    plain = synthetic.generate(3000, seed=1)
+    table = synthetic.generate(3000, seed=1, identity_rate=0.2)
+    ids = table.meta[synthetic.IDENTITIES]
+    assert set(np.unique(ids.to_numpy())) == {0.0, 1.0} and list(ids.columns) == synthetic.IDENTITIES
+    mentioned = (ids.to_numpy() == 1).any(axis=1)
+    assert mentioned.sum() == 600 and (ids.sum() >= 30).all()
+    changed = np.array([a != b for a, b in zip(plain.texts, table.texts, strict=True)])
+    assert np.array_equal(changed, mentioned) and np.array_equal(plain.labels, table.labels)
+    i = int(np.flatnonzero(ids["muslim"].to_numpy())[0])
+    assert any(m in table.texts[i] for m in synthetic.IDENTITY_MENTIONS["muslim"])
+    woman = next(i for i, t in enumerate(table.texts) if "speaking as a muslim woman" in t)
+    assert ids.loc[woman, "muslim"] == 1 and ids.loc[woman, "female"] == 1 and ids.loc[woman, "male"] == 0
+    # No spurious correlation by default: identity rows are about as often labelled as the rest.
+    positive = table.labels.any(axis=1)
+    assert abs(positive[mentioned].mean() - positive[~mentioned].mean()) < 0.08
+
+
+def test_identity_toxic_rate_makes_mentions_a_spurious_toxicity_cue():
+    kw = dict(identity_rate=0.2, identity_toxic_rate=0.9, identities=["muslim"])
+    table = synthetic.generate(3000, seed=2, **kw)
+    muslim = table.meta["muslim"].to_numpy() == 1
+    positive = table.labels.any(axis=1)
+    assert muslim.sum() == 600 and positive[muslim].mean() == pytest.approx(0.9, abs=0.002)
+    assert positive[~muslim].mean() < 0.3
+    others = [c for c in synthetic.IDENTITIES if c not in ("muslim", "female")]  # "a muslim woman": female
+    assert table.meta[others].to_numpy().sum() == 0
+    unknown = "dataset.reader.identities: 'gay' is not a synthetic identity; use any of male,"
+    with pytest.raises(ModlabError, match=unknown):
+        synthetic.generate(10, identity_rate=0.5, identities=["gay"])
+    with pytest.raises(ModlabError, match=r"identity_toxic_rate=2 must be in \[0, 1\]"):
+        synthetic.generate(10, identity_rate=0.5, identity_toxic_rate=2)
+
+
+def test_identity_mentions_feed_the_bias_metrics():
+    table = synthetic.generate(2000, seed=3, identity_rate=0.3)
+    identities = bias.identity_columns(table.meta)
+    assert list(identities) == list(bias.STANDARD_IDENTITIES)
+    toxic = table.labels[:, table.label_names.index("toxic")]
+    # A scorer that flags identity mentions more than toxicity: benign mentions outrank background positives
+    # (low BPSN AUC), while toxic mentions still outrank every background negative (BNSP AUC 1).
+    scores = toxic * 0.5 + 0.6 * (table.meta[synthetic.IDENTITIES].to_numpy().max(axis=1) == 1)
+    out = bias.bias_metrics(scores, toxic, identities, min_subgroup=20)
+    assert out["power_mean/subgroup_auc"] == 1.0 and out["power_mean/bnsp_auc"] == 1.0
+    assert out["power_mean/bpsn_auc"] < 0.5 and 0.7 < out["overall_auc"] < 0.9
 
 
 def test_bad_rates_and_sizes_fail_in_one_line():

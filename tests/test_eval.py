@@ -10,9 +10,9 @@ import pytest
 from conftest import FAST, ROOT, compose_config
 
 from modlab.errors import ModlabError
-from modlab.eval import run as evaluate
-from modlab.gate import GateFailed
-from modlab.train import run as train
+from modlab.evaluation.gate import GateFailed
+from modlab.evaluation.score_checkpoint import run as evaluate
+from modlab.training.train import run as train
 
 LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 
@@ -24,15 +24,17 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
-def eval_cfg(tmp_path, *overrides, synthetic=True):
-    """The eval config; on the training run's synthetic dataset (same rows) unless synthetic=False."""
-    base = ["dataset.reader.size=300"] if synthetic else []
-    return compose_config("eval", [*base, "+trainer.enable_progress_bar=false", *overrides], tmp_path / "eval")
+def eval_cfg(tmp_path, *overrides):
+    """The eval config; with no dataset= it scores the training run's own dataset and held-out rows."""
+    return compose_config("eval", ["+trainer.enable_progress_bar=false", *overrides], tmp_path / "eval")
 
 
-def test_run_dir_reproduces_the_training_test_metrics(trained, tmp_path):
+def test_run_dir_reproduces_the_training_test_metrics(trained, tmp_path, caplog):
     cfg = eval_cfg(tmp_path, f"ckpt_path={trained}")
-    value = evaluate(cfg)
+    with caplog.at_level("INFO"):
+        value = evaluate(cfg)
+    said = [r.getMessage() for r in caplog.records if "the training run's own dataset" in r.getMessage()]
+    assert len(said) == 1 and "split=test: 30 rows" in said[0], said
     out = Path(cfg.paths.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     expected = json.loads((trained / "metrics.json").read_text())
@@ -58,7 +60,7 @@ def test_checkpoint_scores_every_row_of_another_dataset(trained, tmp_path):
     other = synthetic.generate(size=80, seed=7)
     path = jsonl.write(other, tmp_path / "other.jsonl")  # read back with the taxonomy inferred (sorted)
     cfg = eval_cfg(tmp_path, f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}", "dataset=jsonl",
-                   f"dataset.path={path}", "split=all", "report.showcase=1", synthetic=False)
+                   f"dataset.path={path}", "split=all", "report.showcase=1")
     evaluate(cfg)
     out = Path(cfg.paths.output_dir)
     predictions = pd.read_csv(out / "predictions.csv")
@@ -70,8 +72,29 @@ def test_checkpoint_scores_every_row_of_another_dataset(trained, tmp_path):
     assert all(f"test/auroc/{n}" in metrics and f"test/f1_tuned/{n}" in metrics for n in LABELS)
 
 
+def test_the_training_dataset_again_never_scores_training_rows_as_held_out(trained, tmp_path):
+    """The default synthetic data (3,000 rows) holds the run's 300 rows: its carved test split overlaps them."""
+    cfg = eval_cfg(tmp_path, f"ckpt_path={trained}", "dataset=synthetic")
+    with pytest.raises(ModlabError, match=r"rows were in the training split of .*split=train\|all") as err:
+        evaluate(cfg)
+    assert "\n" not in str(err.value)
+    cfg = eval_cfg(tmp_path, f"ckpt_path={trained}", "dataset=synthetic", "split=all")
+    evaluate(cfg)  # asked for knowingly
+    assert len(pd.read_csv(Path(cfg.paths.output_dir) / "predictions.csv")) == 3000
+
+
+def test_a_bare_checkpoint_needs_a_dataset(trained, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare.ckpt"
+    shutil.copy(trained / "checkpoints" / "best.ckpt", bare)
+    with pytest.raises(ModlabError, match="not inside a training run dir.*pass dataset="):
+        evaluate(eval_cfg(tmp_path, f"ckpt_path={bare}"))
+
+
 def test_label_mismatch_is_one_clear_error(trained, tmp_path):
-    cfg = eval_cfg(tmp_path, f"ckpt_path={trained}", "dataset.reader.labels=[toxic,threat]")
+    cfg = eval_cfg(tmp_path, f"ckpt_path={trained}", "dataset=synthetic", "dataset.reader.size=300",
+                   "dataset.reader.labels=[toxic,threat]")
     with pytest.raises(ModlabError, match=r"trained on labels .* but the dataset has \['toxic', 'threat'\]") as err:
         evaluate(cfg)
     assert "\n" not in str(err.value)
@@ -94,7 +117,7 @@ def test_user_mistakes_are_one_line_errors(trained, tmp_path, overrides, message
 
 def test_failed_gate_writes_everything_then_exits_3(trained, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={trained}", "dataset.reader.size=300",
+        [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={trained}",
          "gate.min_f1=1.0", "gate.fail=true", f"hydra.run.dir={tmp_path / 'cli'}"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 3, result.stderr[-2000:]

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from modlab import gate, thresholds
 from modlab.errors import ModlabError
-from modlab.metrics import (
+from modlab.evaluation import gate, thresholds
+from modlab.rundir import RunDir
+from modlab.evaluation.metrics import (
     PredictionStore,
     binarize,
     build_metrics,
@@ -54,7 +55,7 @@ def test_per_label_macro_micro_keys_and_values():
 def test_single_class_labels_are_nan_and_left_out_of_the_macro(caplog):
     probs = [[0.9, 0.2, 0.6], [0.2, 0.3, 0.3], [0.6, 0.1, 0.8]]
     labels = [[1, 0, 1], [0, 0, 1], [1, 0, 1]]  # threat: no positives; insult: no negatives
-    with caplog.at_level(logging.INFO, logger="modlab.metrics"):
+    with caplog.at_level(logging.INFO, logger="modlab.evaluation.metrics"):
         out = scored(probs, labels, split="test")
         scored(probs, labels, split="test")
     for metric in ("f1", "precision", "recall", "auroc", "auprc"):
@@ -167,7 +168,7 @@ def test_untunable_labels_keep_the_default_with_a_note():
 def test_thresholds_file_round_trip_and_errors(tmp_path):
     probs, labels = noisy()
     payload = thresholds.tune(probs, labels, ["a", "b"])
-    path = thresholds.save(tmp_path / "thresholds.json", payload)
+    path = RunDir(tmp_path).write_thresholds(payload)
     assert thresholds.as_array(thresholds.load(path, ["a", "b"]), ["b", "a"]).tolist() == [
         payload["thresholds"]["b"], payload["thresholds"]["a"]]
     with pytest.raises(ModlabError, match="labels are"):
@@ -181,6 +182,9 @@ def test_thresholds_file_round_trip_and_errors(tmp_path):
         thresholds.tune(probs, labels, ["a", "b"], objective="accuracy")
     with pytest.raises(ModlabError, match="needs thresholds.target"):
         thresholds.tune(probs, labels, ["a", "b"], objective="precision")
+    (tmp_path / "range.json").write_text(json.dumps({"thresholds": {"a": 1.5}}))
+    with pytest.raises(ModlabError, match="'a' is 1.5, not a number in"):
+        thresholds.load(tmp_path / "range.json", ["a"])
 
 
 # --------------------------------------------------------------------------------------------------- gate

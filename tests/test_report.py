@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from modlab import gate
-from modlab.metrics import threshold_scores
-from modlab.report import label_table, write_predictions, write_report
+from modlab.evaluation.result import Predictions, evaluate
+from modlab.reporting.console import label_table
+from modlab.reporting.report import write_report
+from modlab.rundir import RunDir
 
 LABELS = ["toxic", "threat"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -24,14 +25,19 @@ def data(n=40, seed=0):
     return probs, labels, ids, texts
 
 
+def thresholds(values):
+    return {"thresholds": dict(zip(LABELS, values, strict=True)), "default": 0.5}
+
+
+def result_of(probs, labels, ids, texts, threshold_values, gate, showcase=5):
+    return evaluate(Predictions(probs, labels, tuple(ids), tuple(texts)), LABELS, "test",
+                    thresholds=thresholds(threshold_values), gate=gate, showcase=showcase)
+
+
 def test_report_has_tables_confusions_curves_and_confident_mistakes(tmp_path):
     probs, labels, ids, texts = data()
-    t = np.array([0.5, 0.5])
-    metrics = threshold_scores(probs, labels, t, LABELS, "test")
-    result = gate.evaluate(metrics, LABELS, {"min_f1": 0.9}, "test")
-    path = write_report(tmp_path, title="Run report: x", metrics=metrics, label_names=LABELS, split="test",
-                        probs=probs, labels=labels, ids=ids, texts=texts, thresholds=t, gate=result,
-                        info={"dataset": "synthetic"}, showcase=3)
+    result = result_of(probs, labels, ids, texts, [0.5, 0.5], {"min_f1": 0.9}, showcase=3)
+    path = write_report(RunDir(tmp_path), result, title="Run report: x", info={"dataset": "synthetic"})
     text = path.read_text()
     for section in ("## Per-label metrics", "## Confusion matrices", "## Curves", "## Most confident mistakes",
                     "### toxic", "### threat", "figures/pr_curves.png", "figures/roc_curves.png",
@@ -53,18 +59,36 @@ def test_report_has_tables_confusions_curves_and_confident_mistakes(tmp_path):
 
 def test_label_table_shows_tuned_columns_and_gate():
     probs, labels, *_ = data()
-    metrics = threshold_scores(probs, labels, np.array([0.4, 0.6]), LABELS, "test")
-    metrics.update({"val/threshold/toxic": 0.4, "val/threshold/threat": 0.6})
-    result = gate.evaluate(metrics, LABELS, {"min_f1": 0.1}, "test")
+    result = result_of(probs, labels, [str(i) for i in range(len(probs))], ["t"] * len(probs), [0.4, 0.6],
+                       {"min_f1": 0.1})
     out = io.StringIO()
-    Console(file=out, width=200).print(label_table(metrics, LABELS, "test", result))
+    Console(file=out, width=200).print(label_table(result))
     text = out.getvalue()
     assert "F1@thr" in text and "gate" in text and "n/a" in text and "PASS" in text and "0.400" in text
 
 
 def test_predictions_csv_has_ids_texts_and_probabilities(tmp_path):
     probs, labels, ids, texts = data(5)
-    path = write_predictions(tmp_path / "predictions.csv", ids, texts, probs, labels, LABELS)
+    path = RunDir(tmp_path).write_predictions(ids, texts, probs, labels, LABELS)
     frame = pd.read_csv(path)
     assert list(frame.columns) == ["id", "text", "prob_toxic", "prob_threat", "label_toxic", "label_threat"]
     assert frame["text"].tolist() == texts and np.allclose(frame[["prob_toxic", "prob_threat"]], probs, atol=1e-6)
+
+
+def test_result_is_immutable_and_sections_reach_metrics_and_report(tmp_path):
+    from modlab.evaluation.result import Section
+
+    probs, labels, ids, texts = data()
+    extra = Section(title="Extra judgement", metrics={"test/extra/score": 0.25}, header=("kind", "score"),
+                    rows=(("a", 0.25),))
+    result = evaluate(Predictions(probs, labels, tuple(ids), tuple(texts)), LABELS, "test",
+                      sections={"extra": extra})
+    assert result.metrics["test/extra/score"] == 0.25 and not result.tuned
+    try:
+        result.metrics["test/f1/toxic"] = 1.0
+        raise AssertionError("metrics must be read-only")
+    except TypeError:
+        pass
+    assert not result.predictions.probs.flags.writeable
+    text = write_report(RunDir(tmp_path), result, title="x").read_text()
+    assert "## Extra judgement" in text and "| a | 0.250 |" in text

@@ -70,6 +70,8 @@ def test_sweep_writes_study_best_params_and_trial_records(tmp_path):
     for t in study.trials:
         record = OmegaConf.load(sweep_dir / f"trial_{t.number}" / "trial.yaml")
         assert record.number == t.number and dict(record.params) == t.params and record.state == "COMPLETE"
+        assert record.study_name == "focal" and list(record["values"]) == t.values
+        assert record.started and record.finished and "error" not in record
         config = OmegaConf.load(sweep_dir / f"trial_{t.number}" / "config.yaml")
         assert config.optuna.trial_number == t.number and config.optuna.study_name == "focal"
         assert config.optim.lr == pytest.approx(t.params["optim.lr"]) and config.loss._target_.endswith("FocalLoss")
@@ -107,6 +109,10 @@ def test_sigkilled_sweep_resumes_to_exactly_n_trials(tmp_path):
     (_, killed, *rest) = load(tmp_path, "focal").trials
     assert not rest and killed.state == TrialState.RUNNING  # left behind by the dead process
     assert killed.user_attrs["epochs"] == 1
+    killed_record = tmp_path / "outputs" / "train" / "sweeps" / "focal" / "trial_1" / "trial.yaml"
+    record = OmegaConf.load(killed_record)  # written by the job as it started: the dir says what it is
+    assert (record.number, record.state, dict(record.params)) == (1, "RUNNING", killed.params)
+    assert record.finished is None
 
     ok(sweep(tmp_path, *args))  # the same command again
     study = load(tmp_path, "focal")
@@ -117,6 +123,8 @@ def test_sigkilled_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == stale.params
     assert not by_state(study, TrialState.RUNNING, TrialState.WAITING)
     assert by_state(study, TrialState.COMPLETE)[0].number == 0  # trial 0 was kept, not repeated
+    record = OmegaConf.load(killed_record)  # the resume found it dead and said so
+    assert record.state == "FAIL" and "died" in record.error and record.finished
 
 
 @pytest.mark.parametrize("launcher", ["modlab_process", pytest.param("basic", marks=pytest.mark.slow)])
@@ -134,6 +142,7 @@ def test_pruning_stops_hopeless_trials(tmp_path, launcher):
     assert [t.params["optim.lr"] for t in study.trials] == [0.001, 1.0, 0.001]
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE], out[-3000:]
     for t in study.trials:
+        assert OmegaConf.load(Path(t.user_attrs["run_dir"]) / "trial.yaml").state == t.state.name
         if t.state == TrialState.PRUNED:  # stopped at once: one epoch of two
             assert t.user_attrs["pruned_at_epoch"] == 0 and t.user_attrs["epochs"] == 1
             assert list(t.intermediate_values) == [0]
@@ -197,6 +206,8 @@ def test_multi_objective_sweep_reports_the_pareto_set(tmp_path):
      "direction has 2 entries ['maximize', 'minimize'] but optimized_metric returns 1 value(s)"),
     (["hparams_search=focal", "hydra.sweeper.storage=postgresql://sweeper@127.0.0.1:1/studies"],
      "storage postgresql://sweeper@127.0.0.1:1/studies"),
+    (["hparams_search=focal", "hydra.sweeper.study_name=../../../x"],
+     "hydra.sweeper.study_name='../../../x' becomes a directory or file name"),
 ])
 def test_bad_input_is_one_line_before_any_trial(tmp_path, overrides, message):
     proc = sweep(tmp_path, *overrides, timeout=120)
@@ -204,3 +215,4 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, overrides, message):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not list((tmp_path / "outputs").rglob("config.yaml"))  # no trial started
+    assert {p.name for p in tmp_path.iterdir()} <= {"outputs", "last_sweep.log"}  # nothing outside outputs/

@@ -23,16 +23,48 @@ from omegaconf import OmegaConf, open_dict
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hydra_plugins.modlab_optuna_sweeper.config import ModlabOptunaSweeperConf
 from modlab.errors import ModlabError
 from modlab.sweep import factory, recovery, results
-from modlab.sweep.pruning import EPOCHS, PRUNED_AT, OptunaPruning
+from modlab.sweep.attrs import EPOCHS, FAIL_KIND, PRUNED_AT, RETRY_OF, RUN_DIR, WORKER
+from modlab.sweep.process_launcher import ProcessLauncher
+from modlab.sweep.pruning import OptunaPruning
 from modlab.sweep.runner import SweepRunner, allowed_failures, check_paths
+from modlab.sweep.settings import SweeperSettings
 from modlab.sweep.space import parse_search_space, render
 from modlab.sweep.storage import default_url, masked, open_storage
+from modlab.sweep.sweeper import OptunaSweeper
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# --- package layout -----------------------------------------------------------------------------------------
+
+def test_nothing_in_modlab_imports_the_plugin_shim():
+    """The shim imports modlab.sweep, never the other way round (Hydra re-executes the shim when it scans)."""
+    import ast
+
+    upward = []
+    for path in sorted((ROOT / "src" / "modlab").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            upward += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "hydra_plugins"]
+    assert upward == []
+
+
+def test_registered_targets_are_names_hydra_accepts():
+    """Hydra refuses a plugin `_target_` outside `hydra_plugins`; the shim's classes are modlab.sweep's own."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    import hydra_plugins.modlab_optuna_sweeper as shim
+
+    for group, plugin, base in (("hydra/sweeper/modlab_optuna", shim.ModlabOptunaSweeper, OptunaSweeper),
+                                ("hydra/launcher/modlab_process", shim.ModlabProcessLauncher, ProcessLauncher)):
+        target = ConfigStore.instance().load(f"{group}.yaml").node._target_
+        assert Plugins.is_in_toplevel_plugins_module(target) and target == f"{plugin.__module__}.{plugin.__name__}"
+        assert plugin.__bases__ == (base,) and not [k for k, v in vars(plugin).items() if callable(v)]
 
 
 # --- search space -------------------------------------------------------------------------------------------
@@ -103,7 +135,7 @@ def test_malformed_distributions_are_one_line_errors(text, message):
 
 def compose_master(tmp_path, *overrides):
     """The multirun master config (with hydra node) and its config loader, as the sweeper gets them."""
-    import hydra_plugins.modlab_optuna_sweeper.config  # noqa: F401  (registers hydra/sweeper=modlab_optuna)
+    import hydra_plugins.modlab_optuna_sweeper  # noqa: F401  (registers hydra/sweeper=modlab_optuna)
 
     GlobalHydra.instance().clear()
     initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3")
@@ -165,10 +197,12 @@ def _has(module: str) -> bool:
 # --- the loop, with a fake launcher -------------------------------------------------------------------------
 
 class FakeLauncher:
-    """Runs `objective(params)` for each job; an exception it raises becomes the job's failure."""
+    """Runs `objective(params)` for each job; an exception it raises becomes the job's failure. Each job gets
+    a run dir `<sweep_dir>/trial_<n>`, which its JobReturn names as Hydra's would, and starts as a real job
+    does: its pruning callback records the run dir and writes trial.yaml RUNNING."""
 
-    def __init__(self, objective):
-        self.objective, self.jobs = objective, []
+    def __init__(self, objective, sweep_dir=None):
+        self.objective, self.jobs, self.sweep_dir = objective, [], sweep_dir
 
     def launch(self, job_overrides, initial_job_idx):
         out = []
@@ -179,6 +213,11 @@ class FakeLauncher:
                 key, _, value = o.lstrip("+").partition("=")
                 params[key] = value
             ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+            if self.sweep_dir:
+                run_dir = Path(self.sweep_dir) / f"trial_{params['optuna.trial_number']}"
+                run_dir.mkdir(parents=True)
+                ret.hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(run_dir)}}})
+                job_starts(overrides, run_dir)
             try:
                 ret.return_value = self.objective(params)
             except Exception as err:
@@ -187,12 +226,23 @@ class FakeLauncher:
         return out
 
 
+def job_starts(overrides, run_dir) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    trial = {o.key_or_group: o.value()
+             for o in OverridesParser.create().parse_overrides([o for o in overrides if o.startswith("+optuna.")])}
+    cb = OptunaPruning(trial["optuna.storage"], trial["optuna.study_name"], trial["optuna.trial_id"],
+                       "val/auroc_macro", run_dir=str(run_dir))
+    cb.setup(types.SimpleNamespace(is_global_zero=True), None, "fit")
+    cb.close()
+
+
 def run_sweep(master, objective, arguments=(), **settings):
     cfg, loader = master(*arguments)
     defaults = {"study_name": "unit", "n_trials": 6, "heartbeat_interval": None, "poll_interval": 0.05,
                 "params": {"optim.lr": "tag(log, interval(1e-4, 1e-1))", "head": "choice(cls, mean, attention)"}}
-    s = ModlabOptunaSweeperConf(**{**defaults, **settings})
-    launcher = FakeLauncher(objective)
+    s = SweeperSettings(**{**defaults, **settings})
+    launcher = FakeLauncher(objective, cfg.hydra.sweep.dir)
     runner = SweepRunner(s, cfg, types.SimpleNamespace(config_loader=loader), launcher)
     plan = runner.prepare(list(arguments))
     runner.run(plan)
@@ -263,6 +313,11 @@ def test_pruned_failed_nan_and_wrong_arity_trials_are_recorded(master):
     assert "FloatingPointError: training loss is nan" in errors[0]
     assert "val/auroc_macro is nan" in errors[1] and "returned 2 value(s)" in errors[2]
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 3
+    for t in plan.study.trials:  # each run dir says how its trial ended
+        record = OmegaConf.load(Path(t.user_attrs["run_dir"]) / "trial.yaml")
+        assert (record.study_name, record.number, record.state) == ("unit", t.number, t.state.name)
+        assert dict(record.params) == t.params and record.started and record.finished
+        assert record.get("error") == t.user_attrs.get("error") and record["values"] == t.values
 
 
 def test_too_many_failures_stop_the_sweep(master, capsys):
@@ -301,8 +356,10 @@ def test_ctrl_c_requeues_the_interrupted_trial_for_the_next_run(master):
     trials = plan.study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
                                          TrialState.COMPLETE]
-    assert trials[1].user_attrs[recovery.FAIL_KIND] == "interrupted"
-    assert trials[2].params == trials[1].params and trials[2].system_attrs[recovery.RETRY_OF] == 1
+    assert trials[1].user_attrs[FAIL_KIND] == "interrupted"
+    assert trials[2].params == trials[1].params and trials[2].system_attrs[RETRY_OF] == 1
+    record = OmegaConf.load(Path(trials[1].user_attrs[RUN_DIR]) / "trial.yaml")  # RUNNING when it was stopped
+    assert record.state == "FAIL" and record.error == "the sweep was interrupted during this trial"
 
 
 def test_direction_count_must_match_optimized_metric(master):
@@ -310,10 +367,31 @@ def test_direction_count_must_match_optimized_metric(master):
         run_sweep(master, quality, direction=["maximize", "minimize"])
 
 
+@pytest.mark.parametrize("key, value", [
+    ("study_name", "../../x"), ("study_name", "a/b"), ("study_name", ".."), ("study_name", ""),
+    ("study_name", ".hidden"), ("study_name", "-rf"), ("study_name", "x" * 129), ("task_name", "../up"),
+])
+def test_names_that_become_paths_are_refused_before_any_trial(master, tmp_path, key, value):
+    settings, arguments = ({"study_name": value}, ()) if key == "study_name" else ({}, (f"{key}={value}",))
+    with pytest.raises(ModlabError) as err:
+        run_sweep(master, quality, arguments=arguments, **settings)
+    message = str(err.value)
+    shown = "hydra.sweeper.study_name" if key == "study_name" else key
+    assert message.startswith(f"{shown}={value!r} becomes a directory or file name: use 1-128 letters") and (
+        "\n" not in message)
+    assert not list(tmp_path.rglob("*.db")) and not (tmp_path / "sweep").exists()  # nothing written
+
+
+@pytest.mark.parametrize("name", ["focal_v2", "a.b-c", "_x", 7])
+def test_plain_names_are_kept_as_given(master, tmp_path, name):
+    plan, _ = run_sweep(master, quality, study_name=name, n_trials=1, sampler="random")
+    assert plan.study_name == str(name) and plan.url.endswith(f"/optuna/{name}.db")
+
+
 def test_latency_and_params_objectives():
     import torch
 
-    from modlab.sweep.objectives import extra_metrics
+    from modlab.evaluation.objectives import extra_metrics
 
     class Model(torch.nn.Module):
         def __init__(self):
@@ -340,21 +418,41 @@ def _study(tmp_path, **storage_kwargs):
     return optuna.create_study(storage=rdb, study_name="r", direction="maximize"), rdb
 
 
+def running_record(tmp_path, study, trial):
+    """What a job does as fit starts (the pruning callback): record its run dir and write trial.yaml RUNNING."""
+    run_dir = tmp_path / f"trial_{trial.number}"
+    run_dir.mkdir()
+    cb = OptunaPruning(study._storage._backend.url, study.study_name, trial._trial_id, "val/auroc_macro",
+                       run_dir=str(run_dir))
+    cb.setup(types.SimpleNamespace(is_global_zero=True), None, "validate")  # after fit: nothing to record
+    assert not (run_dir / "trial.yaml").exists()
+    cb.setup(types.SimpleNamespace(is_global_zero=True), None, "fit")
+    cb.close()
+    record = OmegaConf.load(run_dir / "trial.yaml")
+    assert (record.study_name, record.number, record.state) == (study.study_name, trial.number, "RUNNING")
+    assert dict(record.params) == trial.params and record.started and record.finished is None
+    assert study.trials[trial.number].user_attrs[RUN_DIR] == str(run_dir)
+    return run_dir
+
+
 def test_trial_of_a_dead_process_is_failed_and_retried_once(tmp_path):
     study, _ = _study(tmp_path)
     trial = study.ask()
     trial.suggest_float("x", 0, 1)
+    run_dir = running_record(tmp_path, study, trial)
     dead = {"host": recovery.worker_info()["host"], "pid": 2**22 + 12345, "started": None}
-    study._storage.set_trial_system_attr(trial._trial_id, recovery.WORKER, dead)
+    study._storage.set_trial_system_attr(trial._trial_id, WORKER, dead)
     assert recovery.fail_dead_trials(study, own_ids=set()) == [0]
+    record = OmegaConf.load(run_dir / "trial.yaml")  # the killed trial's dir says so
+    assert record.state == "FAIL" and record.error == f"its sweeper process {dead['pid']} died" and record.finished
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.WAITING]
     retry = study.ask()  # the queued copy comes first, with the same point
     assert retry.number == 1 and retry.params == trial.params
-    study._storage.set_trial_system_attr(retry._trial_id, recovery.WORKER, dead)
+    study._storage.set_trial_system_attr(retry._trial_id, WORKER, dead)
     recovery.fail_dead_trials(study, own_ids=set())
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]  # retried once, not twice
-    assert study.trials[0].user_attrs[recovery.FAIL_KIND] == "died"
+    assert study.trials[0].user_attrs[FAIL_KIND] == "died"
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -363,26 +461,29 @@ def test_trial_without_heartbeat_is_failed_and_retried(tmp_path):
                         stale_callback=recovery.stale_callback())
     trial = study.ask()
     trial.suggest_float("x", 0, 1)
+    run_dir = running_record(tmp_path, study, trial)
     beat = recovery.Heartbeat(rdb, 1)
     beat.add(trial._trial_id)  # one beat, then silence: the worker "died"
     time.sleep(2.5)
     recovery.fail_stale_by_heartbeat(study)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
     assert study.trials[1].params == trial.params
+    record = OmegaConf.load(run_dir / "trial.yaml")
+    assert record.state == "FAIL" and "heartbeats" in record.error and record.finished
 
 
 def test_live_process_and_foreign_host_are_left_alone(tmp_path):
     study, _ = _study(tmp_path)
     for info in (recovery.worker_info(), {"host": "elsewhere", "pid": 1, "started": None}):
         t = study.ask()
-        study._storage.set_trial_system_attr(t._trial_id, recovery.WORKER, info)
+        study._storage.set_trial_system_attr(t._trial_id, WORKER, info)
     assert recovery.fail_dead_trials(study, own_ids=set()) == []
     assert recovery.process_alive({"host": "elsewhere", "pid": os.getpid()}) is None
 
 
 def test_surplus_trial_from_a_race_is_released(master):
     cfg, loader = master()
-    s = ModlabOptunaSweeperConf(study_name="race", n_trials=1, heartbeat_interval=None, pruner="none",
+    s = SweeperSettings(study_name="race", n_trials=1, heartbeat_interval=None, pruner="none",
                         params={"optim.lr": "interval(1e-4, 1e-2)"})
     runner = SweepRunner(s, cfg, types.SimpleNamespace(config_loader=loader), FakeLauncher(quality))
     plan = runner.prepare([])
@@ -390,7 +491,7 @@ def test_surplus_trial_from_a_race_is_released(master):
     other = plan.study.ask()  # another worker took the only slot a moment earlier
     assert runner._ask(plan, 1) == []
     mine = plan.study.trials[1]
-    assert mine.state == TrialState.FAIL and mine.user_attrs[recovery.FAIL_KIND] == "surplus"
+    assert mine.state == TrialState.FAIL and mine.user_attrs[FAIL_KIND] == "surplus"
     assert plan.study.trials[0].number == other.number
 
 

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 import wandb
+from wandb_offline import read_offline_run, wandb_records
 
-from modlab.runinfo import run_identity
-from modlab.tracking import (
+from modlab.tracking.loggers import (
     SafeWandbLogger,
     finish_loggers,
     instantiate_loggers,
-    log_run_results,
-    read_offline_run,
-    wandb_records,
 )
-from modlab.train import run
+from modlab.tracking.runinfo import run_identity
+from modlab.training.train import run
 
 LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 QUIET = "+logger.wandb.settings.console=off"
@@ -90,7 +88,7 @@ def test_summary_keeps_the_best_value_not_the_last(train_cfg):
     cfg, loggers, logger = wandb_logger(train_cfg)
     for step, value in enumerate([0.5, 0.9, 0.6]):
         logger.log_metrics({"val/auroc_macro": value}, step=step)
-    log_run_results(loggers, split="val", metrics={}, new_metrics={}, label_names=LABELS, best=0.9)
+    logger.log_result(_empty_result(), best=0.9)
     finish_loggers(loggers)
     data = read_offline_run(offline_run(cfg.paths.output_dir))
     assert [h["val/auroc_macro"] for h in data["history"] if "val/auroc_macro" in h] == [0.5, 0.9, 0.6]
@@ -99,7 +97,7 @@ def test_summary_keeps_the_best_value_not_the_last(train_cfg):
 
 def test_no_api_key_means_offline_with_one_line(train_cfg, monkeypatch, caplog):
     monkeypatch.delenv("WANDB_MODE")
-    with caplog.at_level(logging.INFO, logger="modlab.tracking"):
+    with caplog.at_level(logging.INFO, logger="modlab.tracking.loggers"):
         cfg, loggers, logger = wandb_logger(train_cfg)
     assert logger.mode == "offline"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("W&B:")]
@@ -111,7 +109,7 @@ def test_no_api_key_means_offline_with_one_line(train_cfg, monkeypatch, caplog):
 def test_online_without_a_key_falls_back_to_offline(train_cfg, monkeypatch, caplog):
     monkeypatch.setenv("WANDB_MODE", "online")
     start = time.perf_counter()
-    with caplog.at_level(logging.INFO, logger="modlab.tracking"):
+    with caplog.at_level(logging.INFO, logger="modlab.tracking.loggers"):
         cfg, loggers, logger = wandb_logger(train_cfg)
     assert logger.mode == "offline" and time.perf_counter() - start < 30
     assert any("online init failed" in r.getMessage() for r in caplog.records)
@@ -125,7 +123,7 @@ def test_online_with_a_key_but_no_network_falls_back_to_offline_in_bounded_time(
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     start = time.perf_counter()
-    with caplog.at_level(logging.INFO, logger="modlab.tracking"):
+    with caplog.at_level(logging.INFO, logger="modlab.tracking.loggers"):
         cfg, loggers, logger = wandb_logger(train_cfg, "logger.wandb.init_timeout=5")
     elapsed = time.perf_counter() - start
     assert logger.mode == "offline" and elapsed < 60, elapsed
@@ -138,7 +136,7 @@ def test_wandb_that_cannot_start_is_dropped(train_cfg, monkeypatch, caplog):
         raise wandb.errors.CommError("service unavailable")
 
     monkeypatch.setattr(wandb, "init", broken)
-    with caplog.at_level(logging.WARNING, logger="modlab.tracking"):
+    with caplog.at_level(logging.WARNING, logger="modlab.tracking.loggers"):
         _, loggers, logger = wandb_logger(train_cfg)
     assert logger is None and [type(x).__name__ for x in loggers] == ["CSVLogger"]
     assert any("W&B disabled for this run" in r.getMessage() for r in caplog.records)
@@ -150,7 +148,7 @@ def test_wandb_failing_mid_run_does_not_crash_training(train_cfg, monkeypatch, c
 
     monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", broken)
     cfg = train_cfg("logger=wandb", QUIET)
-    with caplog.at_level(logging.WARNING, logger="modlab.tracking"):
+    with caplog.at_level(logging.WARNING, logger="modlab.tracking.loggers"):
         value = run(cfg)
     assert not math.isnan(value) and (Path(cfg.paths.output_dir) / "metrics.json").exists()
     warnings = [r.getMessage() for r in caplog.records if "W&B stopped logging" in r.getMessage()]
@@ -163,7 +161,7 @@ def test_finish_never_hangs_the_job(train_cfg, caplog):
     real_finish = run_.finish
     run_.finish = lambda **kw: time.sleep(3)  # an upload that does not come back
     start = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="modlab.tracking"):
+    with caplog.at_level(logging.WARNING, logger="modlab.tracking.loggers"):
         finish_loggers(loggers)
     assert time.perf_counter() - start < 2
     assert any("did not complete" in r.getMessage() for r in caplog.records)
@@ -204,3 +202,13 @@ def test_identity_without_hydra_comes_from_the_config(train_cfg):
     group, name, tags = run_identity(resolved, None, None, ["x"])
     assert group is None and name == "all-MiniLM-L6-v2-tiny-attention-weighted_bce"
     assert tags == ["x", "backbone:all-MiniLM-L6-v2-tiny", "head:attention", "loss:weighted_bce", "dataset:synthetic"]
+
+
+def _empty_result():
+    """An evaluation result of a few hand-made rows (the W&B table needs one)."""
+    import numpy as np
+
+    from modlab.evaluation.result import Predictions, evaluate
+
+    labels = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    return evaluate(Predictions(labels * 0.8 + 0.1, labels, ("a", "b"), ("x", "y")), LABELS, "val")

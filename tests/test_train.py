@@ -11,7 +11,8 @@ import torch
 from conftest import ROOT
 
 from modlab.models.module import ModerationClassifier
-from modlab.train import build_datamodule, run
+from modlab.training.assemble import Backbone, build_datamodule
+from modlab.training.train import run
 
 BACKBONES = ["minilm", "mpnet", "distilbert", "distilroberta"]
 
@@ -32,7 +33,7 @@ def datamodules(tmp_path_factory):
 def test_every_backbone_head_loss_takes_a_training_step(train_cfg, datamodules, backbone, head, loss):
     cfg = train_cfg(f"backbone={backbone}", f"head={head}", f"loss={loss}", "dataset.reader.size=64")
     if backbone not in datamodules:
-        datamodules[backbone] = build_datamodule(cfg, None)
+        datamodules[backbone] = build_datamodule(cfg, Backbone.resolve(cfg.backbone), None)
     dm = datamodules[backbone]
     model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, dm.label_names)
     model.criterion.fit(dm.train_labels, dm.label_names)

@@ -1,6 +1,6 @@
 import json
 
-from modlab.train import run
+from modlab.training.train import run
 
 
 def test_fast_run_writes_metrics_and_checkpoints(train_cfg):

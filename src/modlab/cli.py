@@ -1,4 +1,4 @@
-"""`modlab` subcommands, and the one-line error wrapper the Hydra entry points share."""
+"""The `modlab` command (its subcommands for users), and the one-line error wrapper the Hydra entry points share."""
 
 from __future__ import annotations
 
@@ -25,13 +25,27 @@ def quiet_libraries() -> None:
 
 
 def one_line_errors(fn):
-    """A ModlabError in a single run exits 2 with one line; in a multirun it propagates to the sweeper."""
+    """A ModlabError in a single run exits 2 with one line; in a multirun it propagates to the sweeper.
+
+    A full or read-only disk is such an error wherever it strikes (checkpoints say so themselves, see
+    modlab.training.checkpoint_io; config.yaml, the CSV logger, a token cache have no handler of their own):
+    the OSError becomes a ModlabError naming the file and the fix. Other OSErrors keep their traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(cfg):
         quiet_libraries()
         try:
-            return fn(cfg)
+            try:
+                return fn(cfg)
+            except OSError as err:
+                import errno
+
+                from modlab.training.checkpoint_io import NO_SPACE, disk_error
+
+                if err.errno not in NO_SPACE | {errno.EROFS}:  # only errors a write, never a read, gives
+                    raise
+                raise disk_error(err.filename or "(a file the OS did not name)", err, "file") from err
         except ModlabError as err:
             from hydra.core.hydra_config import HydraConfig
             from hydra.types import RunMode
@@ -39,7 +53,7 @@ def one_line_errors(fn):
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise
             print(f"error: {err}", file=sys.stderr)
-            sys.exit(getattr(err, "exit_code", 2))  # 3: a failed quality gate (modlab.gate)
+            sys.exit(getattr(err, "exit_code", 2))  # 3: a failed quality gate (modlab.evaluation.gate)
 
     return wrapper
 
@@ -96,7 +110,7 @@ def _add_compare(parser) -> None:
 
 
 def _compare(args) -> int:
-    from modlab.compare import compare
+    from modlab.reporting.compare import compare
 
     compare(args.paths, out=args.out, split=args.split, sort_by=args.sort, draw=not args.no_plot)
     return 0
@@ -109,11 +123,26 @@ SUBCOMMANDS = {
 }
 
 
+USAGE = """modlab: train, sweep, compare and ship multi-label content-moderation classifiers.
+
+Training and scoring run through Hydra entry points in the repo root:
+  python train.py [overrides]            train one run (outputs/train/runs/<time>/)
+  python train.py -m hparams_search=...  an Optuna sweep
+  python eval.py ckpt_path=<run dir>     score a checkpoint on its run's held-out rows
+The commands below work on data and on finished run dirs."""
+
+EXAMPLES = """examples:
+  modlab data synth --out synth.jsonl --size 5000     write synthetic data to inspect or train on
+  modlab compare outputs/train/multiruns/<time>       a table (and compare.md/.png) of finished runs
+run `modlab <command> --help` for a command's options."""
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="modlab", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="modlab", description=USAGE, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="<command>")
     for name, (help_text, add_arguments) in SUBCOMMANDS.items():
         add_arguments(commands.add_parser(name, help=help_text))
     args = parser.parse_args(argv)

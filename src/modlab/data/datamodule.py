@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -25,7 +24,7 @@ from modlab.data.tokens import (
     tokenize,
 )
 from modlab.errors import ModlabError
-from modlab.io import write_json
+from modlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,10 @@ FEW_POSITIVES = 3  # fewer positives than this in val/test: that label's metrics
 
 
 class ModerationDataModule(L.LightningDataModule):
-    """`reader()` gives the table; `splits_file` re-applies a run's saved splits.json instead of carving."""
+    """`reader()` gives the table; `splits_file` re-applies a run's saved splits.json instead of carving.
+
+    Built by `modlab.training.assemble` from the `data:` config block (a `_target_`).
+    """
 
     def __init__(
         self,
@@ -45,7 +47,7 @@ class ModerationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         val_size: float = 0.1,
         test_size: float = 0.1,
-        seed: int = 0,
+        split_seed: int = 0,
         length_grouping: bool = True,
         cache_dir: str | None = None,
         output_dir: str | None = None,
@@ -55,7 +57,7 @@ class ModerationDataModule(L.LightningDataModule):
         super().__init__()
         self.reader, self.tokenizer, self.max_length = reader, tokenizer, max_length
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.val_size, self.test_size, self.seed = val_size, test_size, seed
+        self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
         self.length_grouping, self.cache_dir, self.output_dir = length_grouping, cache_dir, output_dir
         self.splits_file, self.pad_to_multiple_of = splits_file, pad_to_multiple_of
         self.table: LabeledTable | None = None
@@ -74,7 +76,7 @@ class ModerationDataModule(L.LightningDataModule):
         if self.splits_file:
             rows = load_splits(self.splits_file, table)
         else:
-            rows = assign_splits(table, self.val_size, self.test_size, self.seed)
+            rows = assign_splits(table, self.val_size, self.test_size, self.split_seed)
         check_splits(table, rows)
         self.token_ids, self.offsets = tokenize(table.texts, self.tokenizer, self.max_length, self.cache_dir)
         self.table, self.rows = table, rows
@@ -86,7 +88,7 @@ class ModerationDataModule(L.LightningDataModule):
             time.perf_counter() - started,
         )
         if self.output_dir:
-            write_json(Path(self.output_dir) / "splits.json", split_ids(table, rows))
+            RunDir(self.output_dir).write_splits(split_ids(table, rows))
 
     @property
     def label_names(self) -> list[str]:
@@ -116,7 +118,7 @@ class ModerationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         data = self.dataset("train")
         if self.length_grouping:
-            sampler = LengthGroupedSampler(data.lengths(), self.batch_size, seed=self.seed)
+            sampler = LengthGroupedSampler(data.lengths(), self.batch_size, seed=self.split_seed)
             return DataLoader(data, batch_size=self.batch_size, sampler=sampler, **self._loader_kwargs())
         return DataLoader(data, batch_size=self.batch_size, shuffle=True, **self._loader_kwargs())
 

@@ -5,12 +5,17 @@ Each row is a benign sentence with label phrases inserted. On top of that, as in
 - label co-occurrence: an insult is often also obscene and toxic (`CO_OCCURS`), sometimes in one phrase
   that carries both labels at once (`COMBOS`: "you f***ing idiot");
 - hard negatives: benign text with trigger-like words ("kill the process", "shoot the photo"), no label;
-- adversarial perturbations of one label phrase in a `perturb_rate` share of labelled rows: leetspeak, inserted spaces or punctuation,
-  repeated characters ("1d10t", "i d i o t", "i.d.i.o.t", "idiiiot"); the labels stay.
+- adversarial perturbations of one label phrase in a `perturb_rate` share of labelled rows: leetspeak,
+  inserted spaces or punctuation, repeated characters ("1d10t", "i d i o t", "i.d.i.o.t", "idiiiot"; made by
+  `data/perturb.py`); the labels stay;
+- optional identity mentions ("as a muslim i see it differently") in an `identity_rate` share of rows,
+  more often on labelled rows with `identity_toxic_rate` (a spurious correlation for the bias metrics to
+  expose), recorded as 0/1 civil_comments-style identity columns in `table.meta`.
 
 Two taxonomies ship: `jigsaw` (the six Jigsaw labels) and `trust_safety` (18 trust-and-safety categories).
 The same seed gives the same rows. `modlab data synth --out FILE` writes them as JSONL (see `jsonl.write`),
-which `dataset=jsonl` reads back; `table.meta` says which rows are hard negatives or perturbed.
+which `dataset=jsonl` reads back; `table.meta` says which rows are hard negatives or perturbed
+(and which identities a row mentions).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from modlab.data.jigsaw import LABELS as JIGSAW_LABELS
+from modlab.data.perturb import perturb
 from modlab.data.table import LabeledTable
 from modlab.errors import ModlabError
 
@@ -284,31 +290,78 @@ TOPICS = [
 ]
 # Phrases of these labels carry numbers (phone numbers, addresses) that are drawn afresh for every row.
 NUMBERED = {"contact_info", "personal_data"}
+# The kinds of `data/perturb.py` used here, in this order: the draws pick from it, so it fixes the rows.
 PERTURBATIONS = ("leetspeak", "spaces", "punctuation", "repeats")
-LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
-
-
-def perturb(phrase: str, kind: str, rng: np.random.Generator) -> str:
-    """Disguise the longest word of `phrase` the way users dodge filters."""
-    words = phrase.split(" ")
-    j = max(range(len(words)), key=lambda k: len(words[k]))
-    word = words[j]
-    if kind == "leetspeak":
-        swapped = [LEET[c] if c in LEET and rng.random() < 0.7 else c for c in word]
-        if swapped == list(word):  # always change something
-            k = next((k for k, c in enumerate(word) if c in LEET), None)
-            if k is not None:
-                swapped[k] = LEET[word[k]]
-        word = "".join(swapped)
-    elif kind == "spaces":
-        word = " ".join(word)
-    elif kind == "punctuation":
-        word = str(rng.choice([".", "*", "-", "_"])).join(word)
-    else:
-        k = int(rng.integers(len(word)))
-        word = word[:k] + word[k] * int(rng.integers(2, 5)) + word[k:]
-    words[j] = word
-    return " ".join(words)
+# Sentences mentioning an identity (keys: civil_comments identity columns), added by `identity_rate`;
+# they carry no label of their own.
+IDENTITY_MENTIONS: dict[str, list[str]] = {
+    "male": [
+        "as a man i see it differently",
+        "my brother read it too",
+        "speaking as a father of two",
+        "the guys at my gym agree",
+    ],
+    "female": [
+        "as a woman i see it differently",
+        "my sister read it too",
+        "speaking as a mother of two",
+        "the women on my team agree",
+    ],
+    "homosexual_gay_or_lesbian": [
+        "my gay friend read it too",
+        "as a lesbian i see it differently",
+        "speaking as a gay man",
+        "my husband and i are both gay",
+    ],
+    "christian": [
+        "as a christian i see it differently",
+        "our church group read it too",
+        "speaking as a catholic",
+        "my christian neighbours agree",
+    ],
+    "jewish": [
+        "as a jew i see it differently",
+        "my jewish friend read it too",
+        "speaking as a jewish mother",
+        "the rabbi at our synagogue agrees",
+    ],
+    "muslim": [
+        "as a muslim i see it differently",
+        "my muslim neighbours read it too",
+        "speaking as a muslim woman",
+        "the imam at our mosque agrees",
+    ],
+    "black": [
+        "as a black man i see it differently",
+        "my black coworkers read it too",
+        "speaking as a black woman",
+        "the black community here agrees",
+    ],
+    "white": [
+        "as a white guy i see it differently",
+        "my white neighbours read it too",
+        "speaking as a white woman",
+        "white people around here agree",
+    ],
+    "psychiatric_or_mental_illness": [
+        "as someone with depression i see it differently",
+        "my friend with bipolar disorder read it too",
+        "speaking as a schizophrenic",
+        "people with mental illness here agree",
+    ],
+}
+# Mentions that also name a second identity, so the columns overlap as annotations do.
+ALSO_MENTIONS = {
+    "speaking as a gay man": ("male",),
+    "as a lesbian i see it differently": ("female",),
+    "speaking as a jewish mother": ("female",),
+    "speaking as a muslim woman": ("female",),
+    "as a black man i see it differently": ("male",),
+    "speaking as a black woman": ("female",),
+    "as a white guy i see it differently": ("male",),
+    "speaking as a white woman": ("female",),
+}
+IDENTITIES = list(IDENTITY_MENTIONS)
 
 
 def _numbers(phrase: str, labels: set[str], rng: np.random.Generator) -> str:
@@ -333,6 +386,42 @@ def _rate(name: str, value: float) -> float:
     return float(value)
 
 
+def _identities_of(identities) -> list[str]:
+    identities = [str(x) for x in identities] if identities else list(IDENTITIES)
+    unknown = [x for x in identities if x not in IDENTITY_MENTIONS]
+    if unknown:
+        raise ModlabError(
+            f"dataset.reader.identities: {unknown[0]!r} is not a synthetic identity; use any of "
+            f"{', '.join(IDENTITIES)}"
+        )
+    return identities
+
+
+def _mention_identities(
+    rows: list[list[str]], positive: np.ndarray, rate: float, toxic_rate: float | None,
+    identities: list[str], seed: int,
+) -> pd.DataFrame:
+    """Insert an identity mention into a `rate` share of `rows` (in place); the 0/1 identity columns."""
+    rng = np.random.default_rng([int(seed), 1])  # its own stream: the rows without mentions stay as they were
+    n = len(rows)
+    m = int(round(rate * n))
+    if toxic_rate is None:
+        picked = rng.choice(n, size=m, replace=False)
+    else:
+        pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+        k = min(int(round(toxic_rate * m)), len(pos))
+        picked = np.concatenate([rng.choice(pos, size=k, replace=False),
+                                 rng.choice(neg, size=min(m - k, len(neg)), replace=False)])
+    columns = {name: np.zeros(n) for name in IDENTITIES}
+    for i in np.sort(picked):
+        identity = str(rng.choice(identities))
+        mention = str(rng.choice(IDENTITY_MENTIONS[identity]))
+        rows[i].insert(int(rng.integers(0, len(rows[i]) + 1)), mention)
+        for name in (identity, *ALSO_MENTIONS.get(mention, ())):
+            columns[name][i] = 1.0
+    return pd.DataFrame(columns)
+
+
 def generate(
     size: int = 2000,
     seed: int = 0,
@@ -341,10 +430,19 @@ def generate(
     taxonomy: str = "jigsaw",
     hard_negative_rate: float = 0.1,
     perturb_rate: float = 0.1,
+    identity_rate: float = 0.0,
+    identity_toxic_rate: float | None = None,
+    identities: list[str] | None = None,
 ) -> LabeledTable:
     """`size` rows; a row is positive for 1-2 labels (plus co-occurring ones) with probability `positive_rate`.
 
     `labels` picks a subset of the taxonomy; a name outside it gets generic phrases ("<name> trigger").
+    `identity_rate` adds an identity mention ("as a muslim i see it differently") to that share of rows,
+    picked from `identities` (default: all of `IDENTITIES`), and `table.meta` gains one 0/1 column per
+    identity (named like the civil_comments columns). `identity_toxic_rate` is the share of those rows that
+    have a label (as far as the rows allow): above the data's positive share it is a spurious correlation a
+    model can learn; None places mentions regardless of labels. The other rows and draws stay as without
+    mentions (they come from their own random stream).
     """
     if int(size) < 1:
         raise ModlabError(f"dataset.reader.size={size} must be at least 1")
@@ -354,13 +452,17 @@ def generate(
         _rate("hard_negative_rate", hard_negative_rate),
     )
     perturb_rate = _rate("perturb_rate", perturb_rate)
+    identity_rate = _rate("identity_rate", identity_rate)
+    if identity_toxic_rate is not None:
+        identity_toxic_rate = _rate("identity_toxic_rate", identity_toxic_rate)
+    identities = _identities_of(identities)
     rng = np.random.default_rng(seed)
     weights = np.array([WEIGHTS.get(lab, 1.0) for lab in labels])
     weights /= weights.sum()
     column = {lab: j for j, lab in enumerate(labels)}
     combos = [(set(c), p) for c, p in COMBOS.items() if set(c) <= set(labels)]
     y = np.zeros((int(size), len(labels)), dtype=np.float32)
-    texts, kinds, perturbations = [], [], []
+    rows, kinds, perturbations = [], [], []
     for i in range(int(size)):
         chosen: set[str] = set()
         if rng.random() < positive_rate:
@@ -381,7 +483,7 @@ def generate(
         if spans and rng.random() < perturb_rate:
             how = str(rng.choice(PERTURBATIONS))
             j = int(rng.integers(len(spans)))
-            spans[j] = perturb(spans[j], how, rng)
+            spans[j] = perturb(spans[j], how, rng, target="longest")
         if rng.random() < hard_negative_rate:
             spans.append(str(rng.choice(HARD_NEGATIVES)))
             kind = kind if chosen else "hard_negative"
@@ -392,14 +494,20 @@ def generate(
             parts.insert(int(rng.integers(0, len(parts) + 1)), span)
         for lab in chosen:
             y[i, column[lab]] = 1.0
-        texts.append(" ".join(parts))
+        rows.append(parts)
         kinds.append(kind)
         perturbations.append(how)
+    meta = pd.DataFrame({"kind": kinds, "perturbation": perturbations})
+    if identity_rate > 0:
+        mentioned = _mention_identities(
+            rows, y.any(axis=1), identity_rate, identity_toxic_rate, identities, seed
+        )
+        meta = pd.concat([meta, mentioned], axis=1)
     return LabeledTable(
         ids=[f"syn-{seed}-{i}" for i in range(int(size))],
-        texts=texts,
+        texts=[" ".join(parts) for parts in rows],
         labels=y,
         label_names=labels,
-        meta=pd.DataFrame({"kind": kinds, "perturbation": perturbations}),
+        meta=meta,
         source=f"synthetic(taxonomy={taxonomy}, seed={seed}, size={size})",
     )

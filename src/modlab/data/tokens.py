@@ -149,7 +149,12 @@ class LengthGroupedSampler(Sampler[int]):
 
     Shuffle, cut into mega-batches of `batch_size * mega`, sort each by length, cut into batches, then
     shuffle the batches. Every batch but the last is full, so a DataLoader with the same batch_size sees
-    exactly these batches. Every epoch (see `set_epoch`) gives another order; the same seed the same orders.
+    exactly these batches.
+
+    The order is a function of (seed, epoch) only (`order(epoch)`): the same seed gives the same orders, and
+    a run resumed from a checkpoint the orders of the run that never stopped, because Lightning calls
+    `set_epoch(epoch)` before every epoch, the first after a resume included (the epoch counted in the
+    checkpoint, not from 0). Without set_epoch (a plain loop) each iteration moves on to the next epoch.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int = 0, mega: int = 50) -> None:
@@ -159,11 +164,15 @@ class LengthGroupedSampler(Sampler[int]):
         return len(self.lengths)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epoch = int(epoch)
 
     def __iter__(self):
-        rng = np.random.default_rng((self.seed, self.epoch))
-        self.epoch += 1
+        epoch, self.epoch = self.epoch, self.epoch + 1  # taken when iteration starts, not at its first item
+        return iter(self.order(epoch))
+
+    def order(self, epoch: int) -> list[int]:
+        """The indices of epoch `epoch`; nothing but (seed, epoch) decides them."""
+        rng = np.random.default_rng((self.seed, epoch))
         order = rng.permutation(len(self.lengths))
         size = self.batch_size * self.mega
         groups = [order[i : i + size] for i in range(0, len(order), size)]
@@ -174,9 +183,8 @@ class LengthGroupedSampler(Sampler[int]):
         rest = np.concatenate([g[len(g) - len(g) % b :] for g in groups] + [order[:0]])
         rest = rest[np.argsort(-self.lengths[rest], kind="stable")]
         full += [rest[i : i + b] for i in range(0, len(rest) - b + 1, b)]
-        for j in rng.permutation(len(full)):
-            yield from full[j].tolist()
-        yield from rest[len(rest) - len(rest) % b :].tolist()
+        batches = [full[j] for j in rng.permutation(len(full))] + [rest[len(rest) - len(rest) % b :]]
+        return np.concatenate(batches).tolist()
 
 
 class LengthSortedSampler(Sampler[int]):

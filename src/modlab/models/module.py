@@ -8,8 +8,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler
 
-from modlab.metrics import PredictionStore, build_metrics, compute, flatten, metric_targets
+from modlab.evaluation.metrics import PredictionStore, split_metrics
 from modlab.models import backbones
+
+# Optimizer of checkpoints written before `optim.optimizer` existed (a `_partial_` config since then).
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True}
 
 
 def _plain(cfg) -> dict:
@@ -17,21 +20,31 @@ def _plain(cfg) -> dict:
 
 
 class ModerationClassifier(L.LightningModule):
-    """Built from plain config dicts (kept in the checkpoint), so `load_from_checkpoint` needs nothing else."""
+    """Built from plain config dicts, kept in the checkpoint as its hyperparameters (no pickled objects).
 
-    def __init__(self, backbone: dict, head: dict, loss: dict, optim: dict, labels: list[str]) -> None:
+    Runtime dependencies come from `modlab.training.assemble`: `labels` from the data and `backbone_dir`, the
+    backbone resolved once for tokenizer and weights (resolved here only when not given).
+    """
+
+    def __init__(self, backbone: dict, head: dict, loss: dict, optim: dict, labels: list[str],
+                 backbone_dir: str | None = None) -> None:
         super().__init__()
         backbone, head, loss, optim = (_plain(c) for c in (backbone, head, loss, optim))
         self.save_hyperparameters({"backbone": backbone, "head": head, "loss": loss, "optim": optim,
                                    "labels": list(labels)})
         self.labels, self.optim = list(labels), optim
-        self.encoder = backbones.load_encoder(backbones.resolve_config(backbone), backbone.get("dropout"))
+        self.encoder = backbones.load_encoder(backbone_dir or backbones.resolve_config(backbone),
+                                              backbone.get("dropout"))
         self.head = instantiate(head, hidden_size=self.encoder.config.hidden_size, num_labels=len(labels))
         self.criterion = instantiate(loss, num_labels=len(labels))
-        self.metrics = torch.nn.ModuleDict({s: build_metrics(len(labels)) for s in ("val", "test")})
         # The last val/test epoch's probabilities, labels and table rows (thresholds, report, curves).
         self.predictions = torch.nn.ModuleDict({s: PredictionStore() for s in ("val", "test")})
         self.collected: dict[str, dict] = {}
+
+    def setup(self, stage: str) -> None:
+        """The loss's training-split statistics (pos_weight), from the DataModule being fitted."""
+        if stage == "fit" and self.trainer.datamodule is not None:
+            self.criterion.fit(self.trainer.datamodule.train_labels, self.labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -57,11 +70,7 @@ class ModerationClassifier(L.LightningModule):
         self.predictions[split].reset()
         if not collected:  # no eval batches (e.g. limit_val_batches=0)
             return
-        metrics = self.metrics[split]
-        metrics.update(torch.from_numpy(collected["probs"]).to(self.device),
-                       metric_targets(torch.from_numpy(collected["labels"]).to(self.device)))
-        values = flatten(compute(metrics), self.labels, split) | {f"{split}/examples": float(len(collected["rows"]))}
-        metrics.reset()
+        values = split_metrics(collected["probs"], collected["labels"], self.labels, split)
         macro = f"{split}/auroc_macro"
         self.log_dict({k: v for k, v in values.items() if k != macro})
         self.log(macro, values[macro], prog_bar=True)
@@ -79,15 +88,16 @@ class ModerationClassifier(L.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self):
-        """AdamW: separate encoder/head learning rates; no weight decay on biases and norms; warmup then decay."""
+        """`optim.optimizer` (AdamW): separate encoder/head learning rates, no weight decay on biases and norms;
+        warmup then decay."""
         o = self.optim
         groups = []
         for module, lr in ((self.encoder, o["lr"]), (self.head, o.get("head_lr") or o["lr"])):
             params = [p for p in module.parameters() if p.requires_grad]
             groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr, "weight_decay": o["weight_decay"]})
             groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], betas=tuple(o.get("betas", (0.9, 0.999))),
-                                      eps=o.get("eps", 1e-8))
+        make_optimizer = instantiate(o.get("optimizer") or DEFAULT_OPTIMIZER)
+        optimizer = make_optimizer([g for g in groups if g["params"]])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = o.get("warmup_steps") or int(o.get("warmup_ratio", 0.0) * total)
         scheduler = get_scheduler(o.get("scheduler", "linear"), optimizer, num_warmup_steps=min(warmup, total),

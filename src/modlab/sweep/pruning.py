@@ -4,7 +4,8 @@ It rebuilds the trial from (storage, study name, trial id), so it works the same
 the sweeper's process or in another process or machine: after every validation during `fit` it reports the
 monitored metric to the trial and asks the pruner; when the pruner says stop it records the epoch on the
 trial and raises `optuna.TrialPruned`, which ends training at once and reaches the sweeper, which records
-the trial PRUNED.
+the trial PRUNED. As fit starts it also records the job on the trial (process, run dir) and writes the run
+dir's `trial.yaml` as RUNNING, so a trial killed mid-training leaves a dir that says so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
-from modlab.sweep.attrs import EPOCHS, JOB_PID, PRUNED_AT  # noqa: F401
+from modlab.sweep.attrs import EPOCHS, JOB_PID, PRUNED_AT, RUN_DIR
+from modlab.sweep.results import write_trial_record
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,11 @@ class OptunaPruning(L.Callback):
     """Report `monitor` after each validation during fit; raise `optuna.TrialPruned` when the pruner says so."""
 
     def __init__(self, storage: str, study_name: str, trial_id: int, monitor: str,
-                 pruner: Mapping[str, Any] | None = None, trial_number: int | None = None) -> None:
+                 pruner: Mapping[str, Any] | None = None, trial_number: int | None = None,
+                 run_dir: str | None = None) -> None:
         super().__init__()
         self.storage, self.study_name, self.trial_id = storage, study_name, int(trial_id)
-        self.monitor, self.trial_number = monitor, trial_number
+        self.monitor, self.trial_number, self.run_dir = monitor, trial_number, run_dir
         self.pruner = dict(pruner) if pruner is not None else {"name": "none"}
         self._trial = None
         self._validations = 0
@@ -67,6 +70,16 @@ class OptunaPruning(L.Callback):
             except Exception as err:  # closing is best effort; never turn a finished trial into a failed one
                 log.debug("optuna pruning: closing the storage engine failed: %s", err)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != TrainerFn.FITTING or not trainer.is_global_zero:
+            return
+        trial = self._get_trial()
+        trial.set_user_attr(JOB_PID, f"{socket.gethostname()}:{os.getpid()}")
+        if not self.run_dir:
+            return
+        trial.set_user_attr(RUN_DIR, self.run_dir)  # where recovery finds trial.yaml if this process dies
+        write_trial_record(trial.study._storage.get_trial(self.trial_id), self.study_name, self.run_dir)
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._validations = 0
 
@@ -79,8 +92,6 @@ class OptunaPruning(L.Callback):
     def _check(self, trainer: L.Trainer) -> tuple[bool, str]:
         trial = self._get_trial()
         step = self._validations
-        if step == 0:
-            trial.set_user_attr(JOB_PID, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(EPOCHS, int(trainer.current_epoch) + 1)
         if len(trial.study.directions) > 1:
             return False, ""

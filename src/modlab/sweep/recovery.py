@@ -5,7 +5,8 @@ and records which process runs it (host, pid, process start time). Before asking
 fails the RUNNING trials that are stale: on this host, those whose process is gone (found at once, so
 re-running a killed sweep resumes immediately); on any host, those whose heartbeat is older than the grace
 period (Optuna's own heartbeat check). A stale trial is marked FAIL and re-queued once with the same
-params; the re-queued copy is what the next `ask()` returns.
+params; the re-queued copy is what the next `ask()` returns. The stale trial's `trial.yaml` (written RUNNING
+by its job) is rewritten FAIL with the reason, where its run dir is on this machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import threading
 import warnings
 from typing import Any
 
-from modlab.sweep.attrs import ERROR, FAIL_KIND, RETRY_OF, STALE_RETRIES, WORKER  # noqa: F401
+from modlab.sweep.attrs import ERROR, FAIL_KIND, RETRY_OF, STALE_RETRIES, WORKER
+from modlab.sweep.results import write_trial_record
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,9 @@ def fail_dead_trials(study, own_ids: set[int]) -> list[int]:
             continue  # another worker got there first
         log.warning("trial %d was left RUNNING by process %s, which is gone: marked FAIL", t.number, info.get("pid"))
         failed.append(t.number)
-        requeue(study, storage.get_trial(t._trial_id))
+        frozen = storage.get_trial(t._trial_id)
+        write_trial_record(frozen, study.study_name)
+        requeue(study, frozen)
     return failed
 
 
@@ -117,6 +121,8 @@ def fail_stale_by_heartbeat(study) -> None:
 def stale_callback():
     def callback(study, frozen) -> None:
         log.warning("trial %d missed its heartbeats (worker lost): marked FAIL", frozen.number)
+        # Optuna has already failed it, so the study can no longer take an error attribute: the record says it.
+        write_trial_record(frozen, study.study_name, error="its sweeper stopped sending heartbeats (worker lost)")
         requeue(study, frozen)
 
     return callback

@@ -1,11 +1,14 @@
 """What a sweep leaves behind: best params (or the Pareto set) as YAML, a `best` link, a summary table.
 
 `<sweep_dir>/optimization_results.yaml` is rewritten after every trial (atomically; parallel workers each
-write the whole study's state), so a crashed sweep still shows what it had found.
+write the whole study's state), so a crashed sweep still shows what it had found. Each trial's run dir holds
+`trial.yaml`: written RUNNING by the job as training starts, rewritten COMPLETE / PRUNED / FAIL when the trial
+ends, and FAIL by whichever sweeper finds the trial's process dead, so a killed trial's dir says what it is.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -16,7 +19,10 @@ from omegaconf import OmegaConf
 from modlab.io import atomic_write_text
 from modlab.sweep.attrs import EPOCHS, ERROR, RUN_DIR
 
+log = logging.getLogger(__name__)
+
 RESULTS = "optimization_results.yaml"
+TRIAL_RECORD = "trial.yaml"
 
 
 def _plain(value: Any) -> Any:
@@ -41,9 +47,15 @@ def trial_record(t, study_name: str | None = None) -> dict[str, Any]:
     })
     if t.user_attrs.get(ERROR):
         record["error"] = t.user_attrs[ERROR]
+    record["started"] = _time(t.datetime_start)
+    record["finished"] = _time(t.datetime_complete)
     if t.datetime_start and t.datetime_complete:
         record["duration_s"] = round((t.datetime_complete - t.datetime_start).total_seconds(), 1)
     return record
+
+
+def _time(moment) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
 
 
 def best_trials(study) -> list:
@@ -111,9 +123,22 @@ def write_results(study, sweep_dir: str | Path, extra: dict[str, Any] | None = N
     return result
 
 
-def write_trial_record(t, run_dir: str | None, study_name: str) -> None:
-    if run_dir and Path(run_dir).is_dir():
-        atomic_write_text(Path(run_dir) / "trial.yaml", OmegaConf.to_yaml(OmegaConf.create(trial_record(t, study_name))))
+def write_trial_record(t, study_name: str, run_dir: str | None = None, error: str | None = None) -> Path | None:
+    """`<run_dir>/trial.yaml` for the frozen trial `t` (run dir: the one its job recorded), when that dir is here.
+
+    A trial that ran on another machine has no dir on this one: nothing is written. `error` says why a trial
+    failed when the study cannot record it (Optuna fails a trial without a heartbeat itself)."""
+    run_dir = run_dir or t.user_attrs.get(RUN_DIR)
+    if not run_dir or not Path(run_dir).is_dir():
+        return None
+    record = trial_record(t, study_name)
+    if error:
+        record["error"] = error
+    try:
+        return atomic_write_text(Path(run_dir) / TRIAL_RECORD, OmegaConf.to_yaml(OmegaConf.create(record)))
+    except OSError as err:  # the record is a convenience: never fail a trial or a recovery over it
+        log.warning("trial %d: could not write %s: %s", t.number, Path(run_dir) / TRIAL_RECORD, err)
+        return None
 
 
 def _fmt(value: Any) -> str:

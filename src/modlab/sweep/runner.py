@@ -1,9 +1,9 @@
 """The sweep loop behind the `modlab_optuna` Hydra sweeper: ask -> launch -> tell, resumable and shareable.
 
-Contract with each job (a normal `modlab.train.run`): the sweeper adds the overrides
+Contract with each job (a normal `modlab.training.train.run`): the sweeper adds the overrides
 
     +optuna.{study_name,storage,trial_number,trial_id}=...        trial identity (W&B groups by study name)
-    +callbacks.optuna_pruning={_target_: modlab.sweep.pruning.OptunaPruning, ...}
+    +callbacks.optuna_pruning={_target_: modlab.sweep.pruning.OptunaPruning, run_dir: <its output dir>, ...}
 
 and reads back the job's return value (the optimized metric, or a tuple of them). A job that raises
 `optuna.TrialPruned` (or that recorded `pruned_at_epoch` on its trial, whatever exception then reached us)
@@ -28,14 +28,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.modlab_optuna_sweeper.config import ModlabOptunaSweeperConf
 from modlab.errors import ModlabError, one_line
+from modlab.evaluation.objectives import metric_names
 from modlab.io import atomic_write_text
 from modlab.sweep import factory, recovery, results
-from modlab.sweep.attrs import PRUNED_AT
-from modlab.sweep.objectives import metric_names
+from modlab.sweep.attrs import ERROR, FAIL_KIND, PRUNED_AT, RUN_DIR, WORKER
+from modlab.sweep.settings import SweeperSettings
 from modlab.sweep.space import SearchSpace, first_values, parse_search_space, render
-from modlab.sweep.storage import default_url, has_password, masked, open_storage
+from modlab.sweep.storage import check_path_name, default_url, has_password, masked, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +181,13 @@ def job_overrides(study_name: str, url: str, monitor: str, pruner: dict, trial) 
         f"{cb}.trial_id=${{optuna.trial_id}}",
         f"{cb}.trial_number=${{optuna.trial_number}}",
         f"{cb}.monitor={render(monitor)}",
+        f"{cb}.run_dir=${{hydra:runtime.output_dir}}",
         f"{cb}.pruner={{{spec}}}",
     ]
 
 
 class SweepRunner:
-    def __init__(self, settings: ModlabOptunaSweeperConf, config: DictConfig, hydra_context, launcher) -> None:
+    def __init__(self, settings: SweeperSettings, config: DictConfig, hydra_context, launcher) -> None:
         self.s, self.config, self.hydra_context, self.launcher = settings, config, hydra_context, launcher
         self.heartbeat: recovery.Heartbeat | None = None
         self.in_flight: dict[int, Any] = {}
@@ -203,6 +204,7 @@ class SweepRunner:
             raise ModlabError(f"hydra.sweeper.n_jobs={s.n_jobs!r} must be a positive integer")
         if not 0 <= float(s.max_failure_rate) <= 1:
             raise ModlabError(f"hydra.sweeper.max_failure_rate={s.max_failure_rate} must be within [0, 1]")
+        study_name = self._study_name()
         directions = normalize_directions(s.direction)
         params = OmegaConf.to_container(s.params, resolve=False) if OmegaConf.is_config(s.params) else s.params
         space = parse_search_space(params, arguments, loader)
@@ -233,7 +235,6 @@ class SweepRunner:
         sampler_args = factory.select_args(s.sampler_args, sampler_name, factory.SAMPLERS)
         sampler = factory.build_sampler(sampler_name, s.seed, sampler_args, len(directions))
 
-        study_name = s.study_name or self._default_study_name()
         url = s.storage or default_url(self._log_dir(), study_name)
         # What the sweeper adds to each job (trial identity, pruning callback) must compose too.
         probe = types.SimpleNamespace(number=0, _trial_id=0, params=first_values(space))
@@ -261,11 +262,16 @@ class SweepRunner:
                     allowed_failures=allowed_failures(float(s.max_failure_rate), s.n_trials),
                     sampler=sampler)
 
-    def _default_study_name(self) -> str:
+    def _study_name(self) -> str:
+        """hydra.sweeper.study_name, or <task_name>_<hparams_search preset>. Both names become paths, the
+        presets' sweep dir `<log_dir>/<task_name>/sweeps/<study_name>` and the default database
+        `<log_dir>/optuna/<study_name>.db`, where `../x` or `a/b` would write elsewhere: checked first."""
+        task = check_path_name(OmegaConf.select(self.config, "task_name", default=None) or "sweep", "task_name")
+        if self.s.study_name is not None:  # an empty name is a mistake, not "use the default"
+            return check_path_name(self.s.study_name, "hydra.sweeper.study_name")
         choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
         preset = choices.get("hparams_search") if hasattr(choices, "get") else None
-        task = OmegaConf.select(self.config, "task_name", default=None) or "sweep"
-        return f"{task}_{preset}" if preset else str(task)
+        return check_path_name(f"{task}_{preset}" if preset else task, "hydra.sweeper.study_name")
 
     def _log_dir(self) -> str:
         log_dir = OmegaConf.select(self.config, "paths.log_dir", default=None)
@@ -319,8 +325,7 @@ class SweepRunner:
                 finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
                 if finished >= s.n_trials:
                     break
-                errors = [t for t in trials if t.state == TrialState.FAIL
-                          and t.user_attrs.get(recovery.FAIL_KIND) == "error"]
+                errors = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_KIND) == "error"]
                 if len(errors) > plan.allowed_failures:
                     failed_budget = True
                     break
@@ -339,7 +344,7 @@ class SweepRunner:
         summary = results.summary(study, plan.metrics)
         log.info("results: %s", plan.sweep_dir / results.RESULTS)
         if failed_budget:
-            last = errors[-1].user_attrs.get(recovery.ERROR, "")
+            last = errors[-1].user_attrs.get(ERROR, "")
             print(f"error: {len(errors)} trials failed, more than max_failure_rate={s.max_failure_rate} allows "
                   f"for n_trials={s.n_trials}; last error: {last}. Fix it and re-run the same command to go on",
                   file=sys.stderr)
@@ -370,7 +375,7 @@ class SweepRunner:
                 warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": we beat
                 trial = study.ask()
             trial_id = trial._trial_id
-            study._storage.set_trial_system_attr(trial_id, recovery.WORKER, recovery.worker_info())
+            study._storage.set_trial_system_attr(trial_id, WORKER, recovery.worker_info())
             self.heartbeat.add(trial_id)
             self.in_flight[trial_id] = trial
             frozen = study._storage.get_trial(trial_id)
@@ -420,12 +425,14 @@ class SweepRunner:
         except (KeyboardInterrupt, SystemExit):
             for trial in batch:
                 self._interrupted(plan, trial)
+                self._record(plan, trial)
             self._write(plan)
             raise
         except Exception as err:  # the launcher itself broke: every trial of the batch failed with it
             log.error("launcher failed: %s", one_line(err))
             for trial in batch:
                 self._finish_fail(plan.study, trial, "error", f"launcher failed: {one_line(err)}")
+                self._record(plan, trial)
             self._write(plan)
             return
         plan.returns.append(returns)
@@ -443,8 +450,8 @@ class SweepRunner:
         from optuna.trial import TrialState
 
         try:
-            trial.set_user_attr(recovery.FAIL_KIND, kind)
-            trial.set_user_attr(recovery.ERROR, message)
+            trial.set_user_attr(FAIL_KIND, kind)
+            trial.set_user_attr(ERROR, message)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
@@ -470,7 +477,7 @@ class SweepRunner:
             run_dir = None
         try:
             if run_dir:
-                trial.set_user_attr(results.RUN_DIR, run_dir)
+                trial.set_user_attr(RUN_DIR, run_dir)
             frozen = study._storage.get_trial(trial._trial_id)
             if frozen.state.is_finished():
                 log.warning("trial %d was already marked %s by another worker; its result is dropped",
@@ -492,14 +499,19 @@ class SweepRunner:
                     self._finish_fail(study, trial, "error", one_line(err) if err else "the job failed")
         finally:
             self._untrack(trial._trial_id)
-        done = study._storage.get_trial(trial._trial_id)
-        results.write_trial_record(done, run_dir, plan.study_name)
+        done = self._record(plan, trial, run_dir)
         shown = ", ".join(f"{m}={v:.4f}" for m, v in zip(plan.metrics, done.values or [], strict=False))
-        detail = shown or done.user_attrs.get(recovery.ERROR, "")
+        detail = shown or done.user_attrs.get(ERROR, "")
         if done.state == TrialState.PRUNED:
             detail = f"after epoch {done.user_attrs.get(PRUNED_AT)}" + (f" ({shown})" if shown else "")
         log.log(logging.WARNING if done.state == TrialState.FAIL else logging.INFO, "trial %d %s in %.0fs: %s",
                 done.number, done.state.name, seconds, detail)
+
+    def _record(self, plan: Plan, trial, run_dir: str | None = None):
+        """The finished trial as stored, after writing it to its run dir's trial.yaml (over the job's RUNNING)."""
+        done = plan.study._storage.get_trial(trial._trial_id)
+        results.write_trial_record(done, plan.study_name, run_dir)
+        return done
 
     def _values(self, plan: Plan, value) -> tuple[list[float] | None, str | None]:
         if value is None:

@@ -18,13 +18,26 @@ from modlab.errors import ModlabError
 
 log = logging.getLogger(__name__)
 
-_NAME_OK = re.compile(r"[^A-Za-z0-9_.\-]+")
+# A name that becomes one path component: no separator, no '..', not hidden or option-like, not empty, and
+# short enough for any file system once '.db' is added.
+_PATH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+
+
+def check_path_name(name: Any, key: str) -> str:
+    """`name` as a string, or a ModlabError naming `key`: it becomes a directory or file name (sweep dir, database)."""
+    text = "" if name is None else str(name)
+    if not _PATH_NAME.fullmatch(text):
+        raise ModlabError(
+            f"{key}={text!r} becomes a directory or file name: use 1-128 letters, digits and '_' ('-' and '.' "
+            f"after the first character), e.g. {key}=focal_v2"
+        )
+    return text
 
 
 def default_url(log_dir: str | Path, study_name: str) -> str:
     """`sqlite:///<log_dir>/optuna/<study_name>.db`: one file per study, next to the runs it describes."""
-    safe = _NAME_OK.sub("_", study_name).strip("._") or "study"
-    path = Path(log_dir).expanduser().resolve() / "optuna" / f"{safe}.db"
+    name = check_path_name(study_name, "hydra.sweeper.study_name")
+    path = Path(log_dir).expanduser().resolve() / "optuna" / f"{name}.db"
     return f"sqlite:///{path}"
 
 

@@ -108,12 +108,13 @@ def compute(collection: MetricCollection) -> dict[str, torch.Tensor]:
 
 def metric_targets(labels) -> torch.Tensor:
     """Integer targets for torchmetrics: soft labels binarized at 0.5, unknown kept as -1."""
-    labels = torch.as_tensor(labels)
+    labels = _tensor(labels)
     return torch.where(labels < 0, torch.full_like(labels, IGNORE), (labels >= 0.5).to(labels.dtype)).long()
 
 
 def _tensor(x) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    """A tensor of x; arrays are copied (evaluation results hold read-only arrays, which torch cannot wrap)."""
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
 
 
 def _class_counts(stats: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,6 +165,17 @@ def flatten(computed: dict[str, torch.Tensor], label_names: list[str], split: st
     return out
 
 
+def split_metrics(probs: np.ndarray, labels: np.ndarray, label_names: list[str], split: str) -> dict[str, float]:
+    """Every metric at 0.5 of a whole split's predictions (the torchmetrics collection above), flat keys.
+
+    Values are float32, as Lightning logs them, so every consumer (checkpointing, metrics.json) sees the same.
+    """
+    collection = build_metrics(len(label_names))
+    collection.update(_tensor(probs), metric_targets(labels))
+    values = flatten(compute(collection), label_names, split) | {f"{split}/examples": float(len(probs))}
+    return {k: float(np.float32(v)) for k, v in values.items()}
+
+
 def binarize(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
     """Decisions at per-label thresholds: positive when p >= threshold (as in the tuning curves)."""
     return (np.asarray(probs) >= np.asarray(thresholds, dtype=np.float64)).astype(np.int64)
@@ -171,7 +183,7 @@ def binarize(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
 
 def stat_scores(decisions: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """[num_labels, 5] = tp, fp, tn, fn, support of 0/1 decisions against integer targets (-1 ignored)."""
-    return multilabel_stat_scores(torch.as_tensor(decisions), torch.as_tensor(targets),
+    return multilabel_stat_scores(_tensor(decisions), _tensor(targets),
                                   num_labels=targets.shape[1], average=None, ignore_index=IGNORE).numpy()
 
 
@@ -214,7 +226,7 @@ def curves(probs: np.ndarray, labels: np.ndarray, label_names: list[str], points
     Labels with a single class in the split have no curves (they are left out).
     """
     targets = metric_targets(labels)
-    preds = torch.as_tensor(probs, dtype=torch.float32)
+    preds = _tensor(probs).float()
     out: dict[str, dict] = {}
     for j, name in enumerate(label_names):
         t = targets[:, j]

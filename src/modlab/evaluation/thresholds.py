@@ -20,13 +20,11 @@ import torch
 from torchmetrics.functional.classification import binary_precision_recall_curve
 
 from modlab.errors import ModlabError
-from modlab.io import write_json
-from modlab.metrics import IGNORE, metric_targets
+from modlab.evaluation.metrics import IGNORE, metric_targets
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("f1", "precision", "recall")
-FILENAME = "thresholds.json"
 
 
 def check_config(objective: str, target: float | None) -> None:
@@ -60,7 +58,7 @@ def tune(probs: np.ndarray, labels: np.ndarray, label_names: list[str], objectiv
     """The thresholds.json payload: {'thresholds': {label: t}, 'details': {label: {...}}, ...}."""
     check_config(objective, target)
     targets = metric_targets(labels)
-    preds = torch.as_tensor(probs, dtype=torch.float32)
+    preds = torch.from_numpy(np.array(probs, dtype=np.float32))
     chosen, details = {}, {}
     for j, name in enumerate(label_names):
         t = targets[:, j]
@@ -87,10 +85,6 @@ def tune(probs: np.ndarray, labels: np.ndarray, label_names: list[str], objectiv
             "thresholds": chosen, "details": details}
 
 
-def save(path: str | Path, payload: dict) -> Path:
-    return write_json(path, payload)
-
-
 def load(path: str | Path, label_names: list[str]) -> dict:
     """A thresholds.json payload whose labels must match `label_names`."""
     path = Path(path)
@@ -98,9 +92,23 @@ def load(path: str | Path, label_names: list[str]) -> dict:
         raise ModlabError(f"thresholds file {path} does not exist; pass a run's thresholds.json or thresholds_path=null")
     try:
         payload = json.loads(path.read_text())
-        found = payload["thresholds"]
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, UnicodeDecodeError) as err:
         raise ModlabError(f"{path} is not a thresholds.json written by modlab ({err})") from None
+    return parse(payload, label_names, path)
+
+
+def parse(payload, label_names: list[str], path) -> dict:
+    """A thresholds.json payload checked: a threshold in [0, 1] (or null) for exactly `label_names`."""
+    try:
+        found = payload["thresholds"]
+        values = {k: found[k] for k in found}
+    except (KeyError, TypeError) as err:
+        raise ModlabError(f"{path} is not a thresholds.json written by modlab (no {err})") from None
+    bad = [k for k, v in values.items() if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
+                                                             or not 0.0 <= float(v) <= 1.0)]
+    if bad:
+        raise ModlabError(f"{path}: threshold of {bad[0]!r} is {values[bad[0]]!r}, not a number in [0, 1]; "
+                          f"fix the file or re-run training to tune it again")
     if sorted(found) != sorted(label_names):
         raise ModlabError(f"{path} has thresholds for {sorted(found)} but the labels are {sorted(label_names)}; "
                           f"use the thresholds of a run with the same labels")

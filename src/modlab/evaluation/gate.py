@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from modlab.errors import ModlabError
-from modlab.io import write_json
-
-FILENAME = "gate.json"
 
 
 class GateFailed(ModlabError):
@@ -64,11 +60,6 @@ def evaluate(metrics: dict[str, float], label_names: list[str], cfg, split: str)
     failed = [k for k, r in rows.items() if r["passed"] is False]
     return {"passed": not failed, "split": split, "metric": metric, "failed": failed,
             "not_scored": [k for k, r in rows.items() if r["passed"] is None], "labels": rows}
-
-
-def save(output_dir: str | Path, result: dict | None) -> None:
-    if result is not None:
-        write_json(Path(output_dir) / FILENAME, result)
 
 
 def summary_line(result: dict) -> str:

@@ -1,6 +1,7 @@
 """The `modlab_optuna` Hydra sweeper: Optuna studies with pruning, resume, heartbeats and parallel workers.
 
-Kept import-light (Hydra imports every plugin module at start-up); the work is in `modlab.sweep.runner`.
+Kept import-light (Hydra imports the plugin shim, and so this module, at every start-up, sweep or not); the
+work is in `modlab.sweep.runner`. Hydra knows it as `hydra_plugins.modlab_optuna_sweeper.ModlabOptunaSweeper`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.modlab_optuna_sweeper.config import ModlabOptunaSweeperConf
+from modlab.sweep.settings import SweeperSettings
 
 
-class ModlabOptunaSweeper(Sweeper):
+class OptunaSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
         super().__init__()
-        self.settings = ModlabOptunaSweeperConf(**settings)
+        self.settings = SweeperSettings(**settings)
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher = None

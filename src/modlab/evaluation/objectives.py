@@ -1,6 +1,6 @@
 """Extra objectives for multi-objective sweeps: model size and single-example inference latency.
 
-`modlab.train.run` adds `model/params` to every run's metrics and `model/latency_ms` when
+`modlab.training.train.run` adds `model/params` to every run's metrics and `model/latency_ms` when
 `optimized_metric` asks for it (it costs a few dozen forward passes), so a sweep can
 maximize `val/auroc_macro` while minimizing either.
 """

@@ -1,15 +1,19 @@
-"""Structured configs of the plugins, registered as `hydra/sweeper=modlab_optuna`, `hydra/launcher=modlab_process`."""
+"""The sweeper's and the launcher's settings (`hydra.sweeper.*`, `hydra.launcher.*`) and their registration.
+
+`register()` stores them as Hydra structured configs, `hydra/sweeper=modlab_optuna` and
+`hydra/launcher=modlab_process`, so a typo'd key or a wrong type stops at composition. The plugin shim
+(`hydra_plugins.modlab_optuna_sweeper`) calls it with the classes Hydra is to instantiate: Hydra accepts
+plugin classes only by names inside the `hydra_plugins` package, so the `_target_` comes from there.
+"""
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-
 
 @dataclass
-class ModlabOptunaSweeperConf:
-    _target_: str = "hydra_plugins.modlab_optuna_sweeper.sweeper.ModlabOptunaSweeper"
+class SweeperSettings:
     # Study name; null: <task_name>_<hparams_search preset>. Re-running with the same name and storage resumes.
+    # It names the sweep dir and the default database file: letters, digits, '_', '-' and '.' only.
     study_name: Any = None
     # RDB URL; null: sqlite:///<paths.log_dir>/optuna/<study_name>.db. PostgreSQL to share across machines.
     storage: Any = None
@@ -39,15 +43,28 @@ class ModlabOptunaSweeperConf:
 
 
 @dataclass
-class ProcessLauncherConf:
-    _target_: str = "hydra_plugins.modlab_optuna_sweeper.process_launcher.ProcessLauncher"
+class LauncherSettings:
     # How many jobs of a batch run at the same time (the sweeper's n_jobs sets the batch size).
     n_jobs: int = 1
     # Modules imported once in the sweeper before forking, so each job starts without re-importing them.
-    preload: Any = field(default_factory=lambda: ["modlab.train"])
+    preload: Any = field(default_factory=lambda: ["modlab.training.train"])
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="modlab_optuna", node=ModlabOptunaSweeperConf,
-                             provider="modlab")
-ConfigStore.instance().store(group="hydra/launcher", name="modlab_process", node=ProcessLauncherConf,
-                             provider="modlab")
+def _node(settings: type, plugin: type):
+    """The settings as a typed config node plus the `_target_` Hydra instantiates `plugin` from."""
+    from omegaconf import OmegaConf, open_dict
+
+    node = OmegaConf.structured(settings)
+    with open_dict(node):  # `_target_` is Hydra's key, not a setting: the plugin gets every other key
+        node._target_ = f"{plugin.__module__}.{plugin.__qualname__}"
+    return node
+
+
+def register(sweeper: type, launcher: type) -> None:
+    """Store `hydra/sweeper=modlab_optuna` and `hydra/launcher=modlab_process` with these plugin classes."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(group="hydra/sweeper", name="modlab_optuna", node=_node(SweeperSettings, sweeper), provider="modlab")
+    store.store(group="hydra/launcher", name="modlab_process", node=_node(LauncherSettings, launcher),
+                provider="modlab")

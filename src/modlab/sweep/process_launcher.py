@@ -3,6 +3,7 @@
 Isolation for sweeps: a trial that segfaults, is killed by the OOM killer or leaks GPU memory takes only its
 own process down, and the sweeper records it FAIL and goes on. The job's return value (or exception, e.g.
 `optuna.TrialPruned`) comes back through a pipe as Hydra's JobReturn. Needs `fork` (Linux, macOS).
+Hydra knows it as `hydra_plugins.modlab_optuna_sweeper.ModlabProcessLauncher`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
-
-from hydra_plugins.modlab_optuna_sweeper.config import ProcessLauncherConf  # noqa: F401  (registers it)
 
 log = logging.getLogger(__name__)
 

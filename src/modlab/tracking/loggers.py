@@ -15,10 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import struct
 import threading
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from modlab.errors import one_line
-from modlab.runinfo import run_identity
+from modlab.tracking.runinfo import run_identity
 
 log = logging.getLogger(__name__)
 
@@ -162,21 +159,20 @@ class SafeWandbLogger(WandbLogger):
             self.finish(exit_code=1)
 
     # -- modlab extras
-    def log_run_results(self, *, split: str, metrics: dict[str, float], label_names: list[str],
-                        curve_data: dict | None, gate: dict | None, best: float | None) -> None:
-        """Per-label table with thresholds, per-label PR/ROC curves, best monitored value in the summary."""
-        self._guard(self._log_run_results, split, metrics, label_names, curve_data, gate, best)
+    def log_result(self, result, best: float | None) -> None:
+        """Per-label table with thresholds, per-label PR/ROC curves, section tables, best value in the summary."""
+        self._guard(self._log_result, result, best)
 
-    def _log_run_results(self, split, metrics, label_names, curve_data, gate, best) -> None:
+    def _log_result(self, result, best) -> None:
         import wandb
 
         if rank_zero_only.rank != 0 or self._experiment is None:
             return
-        run = self._experiment
+        run, split, metrics, gate = self._experiment, result.split, result.metrics, result.gate
         columns = ["label", "positives", "f1", "precision", "recall", "auroc", "auprc", "threshold", "f1_tuned",
                    "precision_tuned", "recall_tuned", "gate"]
         rows = []
-        for name in label_names:
+        for name in result.label_names:
             row: list[Any] = [name]
             for key in columns[1:]:
                 if key == "threshold":
@@ -189,6 +185,11 @@ class SafeWandbLogger(WandbLogger):
                 row.append(None if isinstance(value, float) and math.isnan(value) else value)
             rows.append(row)
         payload: dict[str, Any] = {f"{split}/per_label": wandb.Table(columns=columns, data=rows)}
+        for key, section in result.sections.items():
+            if section.rows:
+                payload[f"{split}/{key}/table"] = wandb.Table(columns=list(section.header),
+                                                               data=[list(r) for r in section.rows])
+        curve_data = result.curves
         if curve_data:
             names = list(curve_data)
             for kind, (xname, title) in (("pr", ("recall", "Precision-recall")), ("roc", ("false positive rate", "ROC"))):
@@ -229,18 +230,18 @@ class SafeWandbLogger(WandbLogger):
 
 # -------------------------------------------------------------------------------------------- all loggers
 
-def log_run_results(loggers: list[Logger], *, split: str, metrics: dict[str, float], new_metrics: dict[str, float],
-                    label_names: list[str], curve_data: dict | None = None, gate: dict | None = None, best: float | None = None, step: int = 0) -> None:
-    """After evaluation: metrics computed outside the LightningModule go to every logger; W&B extras."""
-    plain = {k: v for k, v in new_metrics.items() if v is not None and not math.isnan(v)}
+def log_results(loggers: list[Logger], result, metrics: dict[str, float], logged, best: float | None = None,
+                step: int = 0) -> None:
+    """After evaluation: the metrics the LightningModule did not log (`logged`) go to every logger; W&B
+    also gets the shown result's tables and curves."""
+    plain = {k: v for k, v in metrics.items() if k not in logged and v is not None and not math.isnan(v)}
     for logger in loggers:
         try:
             if plain:
                 logger.log_metrics(plain, step=step)
                 logger.save()
             if isinstance(logger, SafeWandbLogger):
-                logger.log_run_results(split=split, metrics=metrics, label_names=label_names,
-                                       curve_data=curve_data, gate=gate, best=best)
+                logger.log_result(result, best)
         except Exception as err:  # noqa: BLE001 - a logger must not fail a finished run
             log.warning("logger %s failed: %s", type(logger).__name__, one_line(err))
 
@@ -250,91 +251,3 @@ def finish_loggers(loggers: list[Logger]) -> None:
     for logger in loggers:
         if isinstance(logger, SafeWandbLogger):
             logger.finish()
-
-
-# ------------------------------------------------------------------------------- offline run files, read back
-
-_HEADER = b":W&B"
-_BLOCK = 32 * 1024
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
-def wandb_records(path: str | Path) -> Iterator[Any]:
-    """The protobuf records (wandb.proto Record) of a `.wandb` transaction log, checksums verified.
-
-    wandb >= 0.2x has no Python reader for these files (wandb-core writes them); the framing is
-    leveldb's log format: 32 KiB blocks of chunks with a 7-byte header (crc32, length, type).
-    """
-    from wandb.proto import wandb_internal_pb2
-
-    data = Path(path).read_bytes()
-    if data[:4] != _HEADER:
-        raise ValueError(f"{path} is not a W&B transaction log")
-    pos, pending = 7, b""
-    while pos + 7 <= len(data):
-        if _BLOCK - pos % _BLOCK < 7:  # block trailer too small for a header: padding
-            pos += _BLOCK - pos % _BLOCK
-            continue
-        crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if pos + 7 + length > len(data):  # the tail of a log still being written
-            break
-        chunk = data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind == 0 and length == 0:
-            break
-        if zlib.crc32(chunk, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF != crc:
-            raise ValueError(f"{path}: checksum mismatch at byte {pos}")
-        pending = chunk if kind in (_FULL, _FIRST) else pending + chunk
-        if kind in (_FULL, _LAST):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            yield record
-
-
-def read_offline_run(run_dir: str | Path, wait: float = 10.0) -> dict:
-    """{'run': {id, project, group, tags, job_type}, 'config': {...}, 'summary': {...}, 'history': [{...}]}.
-
-    wandb-core writes the log in its own process and may still be flushing it just after `finish()`
-    returns: wait up to `wait` seconds for the run's exit record.
-    """
-    import json
-    import time
-
-    run_dir = Path(run_dir)
-    files = [run_dir] if run_dir.suffix == ".wandb" else sorted(run_dir.glob("*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no .wandb file in {run_dir}")
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and not any(r.WhichOneof("record_type") == "exit" for r in wandb_records(files[0])):
-        time.sleep(0.1)
-
-    def put(target: dict, item) -> None:
-        """Set item's value at its key; a nested key (a table's fields, say) becomes nested dicts."""
-        parts = list(item.nested_key) or [item.key]
-        for part in parts[:-1]:
-            if not isinstance(target.get(part), dict):
-                target[part] = {}
-            target = target[part]
-        target[parts[-1]] = json.loads(item.value_json)
-
-    out: dict[str, Any] = {"run": {}, "config": {}, "summary": {}, "history": []}
-    for record in wandb_records(files[0]):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            r = record.run
-            out["run"] = {"id": r.run_id, "project": r.project, "group": r.run_group, "tags": list(r.tags),
-                          "job_type": r.job_type, "name": r.display_name}
-            for item in r.config.update:
-                put(out["config"], item)
-        elif kind == "config":
-            for item in record.config.update:
-                put(out["config"], item)
-        elif kind == "summary":
-            for item in record.summary.update:
-                put(out["summary"], item)
-        elif kind == "history":
-            row: dict[str, Any] = {}
-            for item in record.history.item:
-                put(row, item)
-            out["history"].append(row)
-    return out

@@ -1,13 +1,12 @@
 """`modlab compare <run dirs or multirun dirs>`: runs side by side, from their files only (no W&B).
 
-A run dir is any directory with a metrics.json (train.py or eval.py output); a directory without one is
+A run dir (read through `modlab.rundir.RunDir`) is any directory with a metrics.json (train.py or eval.py output); a directory without one is
 searched for run dirs (a multirun, outputs/train/runs, ...). Prints a rich table (backbone, head, loss,
 dataset, optimized metric, per-label ROC-AUC and F1), writes it as compare.md and draws compare.png.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -19,8 +18,12 @@ from rich.table import Table
 
 from modlab.errors import ModlabError
 from modlab.io import atomic_write_text
-from modlab.report import colors, figure, fmt, markdown_table, print_wide, save_figure
-from modlab.runinfo import CHOICE_GROUPS, merge_choices
+from modlab.reporting.console import print_wide
+from modlab.reporting.figures import colors, figure, save_figure
+from modlab.reporting.tables import format_value as fmt
+from modlab.reporting.tables import markdown_table
+from modlab.rundir import METRICS, RunDir
+from modlab.tracking.runinfo import CHOICE_GROUPS, merge_choices
 
 MARKDOWN = "compare.md"
 FIGURE = "compare.png"
@@ -49,10 +52,10 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
         path = Path(raw).expanduser()
         if not path.exists():
             raise ModlabError(f"{raw} does not exist; pass run dirs or a multirun dir")
-        if (path / "metrics.json").is_file():
+        if RunDir(path).is_run():
             runs.append(path)
         elif path.is_dir():
-            runs += sorted((p.parent for p in path.rglob("metrics.json")), key=_natural)
+            runs += sorted((p.parent for p in path.rglob(METRICS)), key=_natural)
     runs = list(dict.fromkeys(p.resolve() for p in runs))
     if not runs:
         raise ModlabError(f"no runs found in {', '.join(map(str, paths))}: a run dir has a metrics.json "
@@ -64,28 +67,24 @@ def _natural(path: Path):
     return [int(p) if p.isdigit() else p for p in path.parts]
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        return {}
+def _read_config(run: RunDir) -> dict:
     try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
-    except Exception:  # noqa: BLE001 - an unreadable config only costs the run its descriptive columns
+        cfg = run.read_config()
+    except ModlabError:  # an unreadable config only costs the run its descriptive columns
         return {}
+    return {} if cfg is None else OmegaConf.to_container(cfg, resolve=False)
 
 
 def load_run(path: Path, split: str | None = None, metric: str | None = None) -> RunSummary:
     """The run at `path`, ranked by `metric` (default: its optimized_metric)."""
-    try:
-        metrics = json.loads((path / "metrics.json").read_text())
-    except ValueError as err:
-        raise ModlabError(f"{path / 'metrics.json'} is not valid JSON ({err}); is the run still writing it?") from None
-    cfg = _read_yaml(path / "config.yaml")
-    hydra_choices = (_read_yaml(path / ".hydra" / "hydra.yaml").get("hydra") or {}).get("runtime", {}).get("choices", {})
-    choices = merge_choices(hydra_choices, cfg)
+    run = RunDir(path)
+    metrics = run.read_metrics()
+    cfg = _read_config(run)
+    choices = merge_choices(run.hydra_choices(), cfg)
     if split is None:
         split = "test" if any(k.startswith("test/auroc/") for k in metrics) else "val"
     found = [k.split("/", 2)[2] for k in metrics if k.startswith(f"{split}/auroc/")]
-    order = cfg.get("labels") or _read_yaml(path / "csv" / "hparams.yaml").get("labels") or []
+    order = cfg.get("labels") or []
     labels = [n for n in order if n in found] + sorted(n for n in found if n not in order)
     if metric is None:
         metric = cfg.get("optimized_metric")
