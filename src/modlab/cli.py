@@ -116,10 +116,24 @@ def _compare(args) -> int:
     return 0
 
 
+def _add_sync(parser) -> None:
+    parser.add_argument("paths", nargs="*", default=["outputs"], help="dirs to search (default: outputs)")
+    parser.add_argument("--dry-run", action="store_true", help="list the offline runs, upload nothing")
+    parser.add_argument("--include-synced", action="store_true", help="upload runs synced before, again")
+    parser.set_defaults(handler=_sync)
+
+
+def _sync(args) -> int:
+    from modlab.tracking.sync import sync
+
+    return sync(args.paths, dry_run=args.dry_run, extra=["--include-synced"] if args.include_synced else None)
+
+
 # Subcommand name -> (help, function that adds its arguments and sets `handler`).
 SUBCOMMANDS = {
     "data": ("prepare and inspect datasets (data synth)", _add_data),
     "compare": ("compare runs side by side from their run dirs (no W&B needed)", _add_compare),
+    "sync": ("upload every offline W&B run under outputs/ (wandb sync does not search a tree)", _add_sync),
 }
 
 

@@ -54,4 +54,4 @@ def overlay(base: DictConfig, cfg: DictConfig, keys: list[str], blocks=None) -> 
 
 _ABSENT = object()
 # Blocks written inline in train.yaml (not config groups): a saved run's values are merged into them.
-INLINE_BLOCKS = ("data", "optim", "monitor", "thresholds", "gate", "report")
+INLINE_BLOCKS = ("data", "optim", "monitor", "thresholds", "gate", "report", "bias", "robust")

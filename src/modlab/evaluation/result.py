@@ -42,6 +42,7 @@ class Predictions:
     labels: np.ndarray
     ids: tuple[str, ...]
     texts: tuple[str, ...]
+    meta: object = None  # the rows' metadata (a DataFrame, e.g. identity annotations), when the reader keeps it
 
     def __post_init__(self) -> None:
         for name in ("probs", "labels"):
@@ -51,7 +52,8 @@ class Predictions:
 
     @classmethod
     def of_rows(cls, probs, labels, rows, table) -> Predictions:
-        return cls(probs, labels, tuple(str(table.ids[i]) for i in rows), tuple(table.texts[i] for i in rows))
+        meta = None if table.meta is None else table.meta.iloc[np.asarray(rows)].reset_index(drop=True)
+        return cls(probs, labels, tuple(str(table.ids[i]) for i in rows), tuple(table.texts[i] for i in rows), meta)
 
     def __len__(self) -> int:
         return len(self.probs)
@@ -129,6 +131,7 @@ def check_config(cfg, label_names: list[str]) -> None:
     if t.get("tune", True):
         thr.check_config(t.get("objective", "f1"), t.get("target"))
     gate_mod.minimums(cfg.get("gate"), label_names)
+    gate_mod.bounds(cfg.get("gate"), "test")
 
 
 def combined_metrics(results, extra: Mapping[str, float] | None = None) -> dict[str, float]:

@@ -24,6 +24,7 @@ from modlab.errors import ModlabError
 from modlab.evaluation import thresholds as thr
 from modlab.evaluation.gate import enforce as enforce_gate
 from modlab.evaluation.result import Predictions, check_config, evaluate
+from modlab.evaluation.sections import judgements
 from modlab.reporting.run_outputs import render
 from modlab.rundir import RunDir, locate
 from modlab.tracking.loggers import finish_loggers, instantiate_loggers
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val", "train", "all")
 HELD_OUT = ("test", "val")
-# What eval takes from the training run unless the command line sets it.
-RUN_BLOCKS = ("dataset", "data")
+# What eval takes from the training run unless the command line sets it: its data and how it was judged.
+RUN_BLOCKS = ("dataset", "data", "bias", "robust")
 
 
 def read_in_label_order(reader, labels: list[str]):
@@ -61,7 +62,7 @@ def scoring_config(cfg: DictConfig, run: RunDir | None, hp: dict) -> tuple[DictC
         raise ModlabError(f"ckpt_path={cfg.ckpt_path} is not inside a training run dir, so the data it was trained on "
                           f"is unknown; pass dataset=<name> dataset.path=... (and split=all to score every row)")
     if saved is not None and saved.get("dataset") is not None:
-        blocks = RUN_BLOCKS if not overrides.names(keys, "dataset") else ("data",)
+        blocks = RUN_BLOCKS if not overrides.names(keys, "dataset") else tuple(b for b in RUN_BLOCKS if b != "dataset")
         cfg = overrides.overlay(saved, cfg, keys, blocks=blocks)
     else:
         cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
@@ -123,7 +124,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
         cfg.ckpt_path, cfg.labels = str(ckpt), list(hp["labels"])
     out.write_config(cfg)
 
-    model, _ = assemble.load_classifier(ckpt)
+    model, backbone = assemble.load_classifier(ckpt)
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False,
                                      default_root_dir=str(out.path))
@@ -132,7 +133,8 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     predictions = Predictions.of_rows(collected["probs"], collected["labels"], collected["rows"], dm.table)
     loss = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "test/loss"}
     result = evaluate(predictions, dm.label_names, "test", thresholds=payload, extra=loss, gate=cfg.get("gate"),
-                      showcase=int((cfg.get("report") or {}).get("showcase", 5)))
+                      showcase=int((cfg.get("report") or {}).get("showcase", 5)),
+                      sections=judgements(cfg, model, backbone.tokenizer, predictions, "test", payload, robust=True))
     metrics = dict(result.metrics)
     if trainer.is_global_zero:
         render(out, result, metrics, report_cfg=cfg.get("report"), loggers=loggers, logged=trainer.callback_metrics,

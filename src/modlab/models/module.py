@@ -59,6 +59,14 @@ class ModerationClassifier(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.optim.get("log_grad_norm"):  # the total 2-norm of the (unscaled) gradients, when asked
+            from lightning.pytorch.utilities import grad_norm
+
+            norms = grad_norm(self, norm_type=2)
+            if norms:
+                self.log("train/grad_norm", norms["grad_2.0_norm_total"])
+
     def _eval_step(self, batch: dict, split: str) -> None:
         logits = self(batch["input_ids"], batch["attention_mask"])
         self.log(f"{split}/loss", self.criterion(logits, batch["labels"]), batch_size=len(logits), sync_dist=True)

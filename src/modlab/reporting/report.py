@@ -25,9 +25,8 @@ def write_report(run: RunDir, result, *, title: str, info: dict | None = None) -
     probs, ids, texts = result.predictions.probs, result.predictions.ids, result.predictions.texts
     op_name = "the tuned thresholds" if result.tuned else "0.5"
     run.figures_dir.mkdir(parents=True, exist_ok=True)
-    plot_curves(dict(result.curves), result.metrics, split, run.figures_dir / "pr_curves.png",
-                run.figures_dir / "roc_curves.png")
-    plot_confusions(counts, names, run.figures_dir / "confusion.png")
+    plot_curves(result, run.figures_dir / "pr_curves.png", run.figures_dir / "roc_curves.png")
+    plot_confusions(counts, names, run.figures_dir / "confusion.png", operating)
 
     parts = [f"# {title}", ""]
     for key, value in (info or {}).items():

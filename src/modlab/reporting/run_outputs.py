@@ -27,9 +27,11 @@ def render(run: RunDir, shown, metrics: dict[str, float], *, report_cfg=None, lo
     p = shown.predictions
     if len(p) and report_cfg.get("predictions", True):
         run.write_predictions(p.ids, p.texts, p.probs, p.labels, list(shown.label_names))
+    figures = []
     if len(p) and report_cfg.get("enabled", True):
         path = write_report(run, shown, title=f"Run report: {run.path.name}", info=info)
         log.info("report: %s", path)
-    log_results(list(loggers), shown, metrics, set(logged), best=best, step=step)
+        figures = sorted(run.figures_dir.glob("*.png"))
+    log_results(list(loggers), shown, metrics, set(logged), best=best, step=step, figures=figures)
     run.write_metrics(metrics)
     print_result(shown)

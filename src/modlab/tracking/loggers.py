@@ -159,11 +159,12 @@ class SafeWandbLogger(WandbLogger):
             self.finish(exit_code=1)
 
     # -- modlab extras
-    def log_result(self, result, best: float | None) -> None:
-        """Per-label table with thresholds, per-label PR/ROC curves, section tables, best value in the summary."""
-        self._guard(self._log_result, result, best)
+    def log_result(self, result, best: float | None, figures=()) -> None:
+        """Per-label table with thresholds, confusion counts, sample predictions, per-label PR/ROC curves,
+        section tables (bias, robustness), the report's figures as images, best value in the summary."""
+        self._guard(self._log_result, result, best, figures)
 
-    def _log_result(self, result, best) -> None:
+    def _log_result(self, result, best, figures=()) -> None:
         import wandb
 
         if rank_zero_only.rank != 0 or self._experiment is None:
@@ -185,10 +186,17 @@ class SafeWandbLogger(WandbLogger):
                 row.append(None if isinstance(value, float) and math.isnan(value) else value)
             rows.append(row)
         payload: dict[str, Any] = {f"{split}/per_label": wandb.Table(columns=columns, data=rows)}
+        payload[f"{split}/confusion"] = wandb.Table(
+            columns=["label", "threshold", "tp", "fp", "tn", "fn"],
+            data=[[n, float(result.operating[j]), *(int(v) for v in result.confusion[j, :4])]
+                  for j, n in enumerate(result.label_names)])
+        payload[f"{split}/samples"] = wandb.Table(columns=SAMPLE_COLUMNS, data=sample_rows(result))
+        for path in figures:
+            payload[f"{split}/figures/{Path(path).stem}"] = wandb.Image(str(path))
         for key, section in result.sections.items():
             if section.rows:
                 payload[f"{split}/{key}/table"] = wandb.Table(columns=list(section.header),
-                                                               data=[list(r) for r in section.rows])
+                                                               data=[[_cell(c) for c in r] for r in section.rows])
         curve_data = result.curves
         if curve_data:
             names = list(curve_data)
@@ -228,10 +236,35 @@ class SafeWandbLogger(WandbLogger):
             log.warning("W&B finish failed: %s", one_line(errors[0]))
 
 
+def _cell(value):
+    """A table cell W&B accepts in a typed column: no NaN, no empty string in a number column."""
+    if value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+SAMPLE_COLUMNS = ["id", "text", "label", "mark", "score", "threshold", "true labels", "flagged"]
+
+
+def sample_rows(result) -> list[list]:
+    """The report's showcase as table rows: each label's most confident false positives and negatives."""
+    p, names = result.predictions, list(result.label_names)
+    flagged = p.probs >= result.operating
+    rows = []
+    for j, name in enumerate(names):
+        for mark, indices in (("FP", result.mistakes.get(j, {}).get("fp", ())),
+                              ("FN", result.mistakes.get(j, {}).get("fn", ()))):
+            for i in indices:
+                rows.append([p.ids[i], p.texts[i], name, mark, float(p.probs[i, j]), float(result.operating[j]),
+                             ", ".join(n for k, n in enumerate(names) if p.labels[i, k] >= 0.5),
+                             ", ".join(n for k, n in enumerate(names) if flagged[i, k])])
+    return rows
+
+
 # -------------------------------------------------------------------------------------------- all loggers
 
 def log_results(loggers: list[Logger], result, metrics: dict[str, float], logged, best: float | None = None,
-                step: int = 0) -> None:
+                step: int = 0, figures=()) -> None:
     """After evaluation: the metrics the LightningModule did not log (`logged`) go to every logger; W&B
     also gets the shown result's tables and curves."""
     plain = {k: v for k, v in metrics.items() if k not in logged and v is not None and not math.isnan(v)}
@@ -241,7 +274,7 @@ def log_results(loggers: list[Logger], result, metrics: dict[str, float], logged
                 logger.log_metrics(plain, step=step)
                 logger.save()
             if isinstance(logger, SafeWandbLogger):
-                logger.log_result(result, best)
+                logger.log_result(result, best, figures)
         except Exception as err:  # noqa: BLE001 - a logger must not fail a finished run
             log.warning("logger %s failed: %s", type(logger).__name__, one_line(err))
 

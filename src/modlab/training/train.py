@@ -7,12 +7,14 @@ import math
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, open_dict
 
 from modlab.evaluation import thresholds as thr
 from modlab.evaluation.gate import enforce as enforce_gate
 from modlab.evaluation.objectives import extra_metrics, metric_names
 from modlab.evaluation.result import Predictions, check_config, combined_metrics, evaluate
+from modlab.evaluation.sections import judgements
 from modlab.reporting.run_outputs import render
 from modlab.rundir import RunDir
 from modlab.tracking.loggers import finish_loggers, instantiate_loggers
@@ -37,13 +39,14 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
         check_labels(cfg.ckpt_path, checkpoints.hparams(cfg.ckpt_path)["labels"], dm.label_names)
     check_config(cfg, dm.label_names)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    callbacks = [c for c in callbacks if loggers or not isinstance(c, LearningRateMonitor)]  # it needs a logger
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                      default_root_dir=str(run_dir.path))
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
-    results, metrics = evaluate_best(cfg, trainer, model, dm)
+    results, metrics = evaluate_best(cfg, trainer, parts)
     if trainer.is_global_zero and results:
         score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -55,8 +58,12 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     return optimized_value(metrics, cfg.get("optimized_metric"))
 
 
-def evaluate_best(cfg: DictConfig, trainer: L.Trainer, model, dm) -> tuple[list, dict[str, float]]:
-    """Val (thresholds tuned there) and test results of the best checkpoint, and metrics.json's content."""
+def evaluate_best(cfg: DictConfig, trainer: L.Trainer, parts: assemble.Assembly) -> tuple[list, dict[str, float]]:
+    """Val (thresholds tuned there) and test results of the best checkpoint, and metrics.json's content.
+
+    Subgroup bias is judged on each split with identity annotations, robustness on the last one only (it
+    scores perturbed copies of its texts)."""
+    model, dm = parts.module, parts.datamodule
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     tcfg, results, payload = cfg.get("thresholds") or {}, [], None
     splits = ("val", "test") if cfg.get("test", True) else ("val",)
@@ -73,9 +80,12 @@ def evaluate_best(cfg: DictConfig, trainer: L.Trainer, model, dm) -> tuple[list,
             if trainer.is_global_zero:
                 RunDir(cfg.paths.output_dir).write_thresholds(payload)
         loss = {k: float(v) for k, v in trainer.callback_metrics.items() if k == f"{split}/loss"}
+        last = split == splits[-1]
         results.append(evaluate(predictions, dm.label_names, split, thresholds=payload, extra=loss,
-                                gate=cfg.get("gate") if split == splits[-1] else None,
-                                showcase=int((cfg.get("report") or {}).get("showcase", 5))))
+                                gate=cfg.get("gate") if last else None,
+                                showcase=int((cfg.get("report") or {}).get("showcase", 5)),
+                                sections=judgements(cfg, model, parts.tokenizer, predictions, split, payload,
+                                                    robust=last)))
     return results, combined_metrics(results, extra_metrics(model, dm, cfg.get("optimized_metric")))
 
 
