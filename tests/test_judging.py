@@ -11,7 +11,7 @@ from modlab.evaluation.gate import GateFailed
 from modlab.evaluation.score_checkpoint import run as evaluate
 from modlab.training.train import run as train
 
-IDENTITIES = ["+dataset.reader.identity_rate=0.4", "+dataset.reader.identity_toxic_rate=0.8", "bias.min_subgroup=5"]
+IDENTITIES = ["dataset.reader.identity_rate=0.4", "dataset.reader.identity_toxic_rate=0.8", "bias.min_subgroup=5"]
 
 
 @pytest.fixture(scope="module")

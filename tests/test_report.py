@@ -92,3 +92,19 @@ def test_result_is_immutable_and_sections_reach_metrics_and_report(tmp_path):
     assert not result.predictions.probs.flags.writeable
     text = write_report(RunDir(tmp_path), result, title="x").read_text()
     assert "## Extra judgement" in text and "| a | 0.250 |" in text
+
+
+def test_console_table_fits_80_columns_with_18_labels():
+    from modlab.data.synthetic import TRUST_SAFETY_LABELS
+    from modlab.reporting.console import print_result
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((100, 18)) < 0.3).astype(np.float32)
+    probs = np.clip(0.5 * labels + 0.5 * rng.random((100, 18)), 0, 1)
+    result = evaluate(Predictions(probs, labels, tuple(map(str, range(100))), ("t",) * 100), TRUST_SAFETY_LABELS,
+                      "test", thresholds={"thresholds": dict.fromkeys(TRUST_SAFETY_LABELS, 0.4)}, gate={"min_f1": 0.5})
+    console = Console(width=80, force_terminal=True, record=True, color_system=None)
+    print_result(result, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert "violent_extremism" in text and "F1@thr" in text and "PASS" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -81,10 +82,14 @@ def judgements(cfg, module, tokenizer, predictions: Predictions, split: str, thr
     from modlab.models.inference import predict_proba
 
     names = list(module.labels)
+    started = time.perf_counter()
     found = {"bias": bias_section(predictions, names, split, cfg.get("bias"))}
     if robust:
         operating = thr.as_array(thresholds, names) if thresholds is not None else np.full(len(names), 0.5)
         found["robust"] = robustness_section(
             lambda texts: predict_proba(module, tokenizer, texts, cfg.data.max_length, cfg.data.eval_batch_size),
             predictions, operating, split, cfg.get("robust"))
-    return {k: v for k, v in found.items() if v is not None}
+    found = {k: v for k, v in found.items() if v is not None}
+    if found:
+        log.info("%s: judged %s in %.2fs", split, " and ".join(found), time.perf_counter() - started)
+    return found
