@@ -13,6 +13,7 @@ from wandb_offline import read_offline_run
 from modlab.cli import main
 from modlab.errors import ModlabError
 from modlab.reporting.compare import compare, load_runs
+from modlab.reporting.compare import rows as compare_rows
 
 LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -44,11 +45,14 @@ def test_compare_a_multirun_dir(multirun, capsys):
     values = {job: json.loads((multirun / job / "metrics.json").read_text())["val/auroc_macro"] for job in ("0", "1")}
     best = max(values, key=values.get)
     assert rows[0].startswith(f"| {best} |") and f"{values[best]:.3f}" in rows[0]
-    for row in rows:  # names from each run's Hydra choices (.hydra/hydra.yaml)
-        cells = row.strip("| ").split(" | ")
-        assert f"head={cells[2]}" in (multirun / cells[0] / ".hydra" / "overrides.yaml").read_text()
-        assert cells[1] == "minilm-tiny" and cells[3] == "bce" and cells[4] == "synthetic"
-        assert len(cells) == 6 + len(LABELS) and all(" / " in c for c in cells[6:])
+    header, _, body = compare_rows(load_runs([multirun]))
+    # Only what differs is a column: the head (a Hydra choice, from .hydra/hydra.yaml) and its swept config.
+    assert "backbone" not in header and "loss" not in header and "head" in header and "head._target_" in header
+    for cells in body:
+        row = dict(zip(header, cells, strict=True))
+        assert f"head={row['head']}" in (multirun / row["run"] / ".hydra" / "overrides.yaml").read_text()
+        assert row["head._target_"] == {"mean": "MeanHead", "cls": "ClsHead"}[row["head"]]
+        assert all(" / " in row[n] for n in LABELS)
 
 
 def test_each_multirun_job_is_its_own_wandb_run(multirun):
@@ -117,3 +121,21 @@ def test_sorting_by_a_loss_puts_the_lowest_first(tmp_path):
     assert [r.name for r in load_runs([tmp_path / "runs"])] == ["a", "b"]
     runs = load_runs([tmp_path / "runs"], sort_by="val/loss")
     assert [(r.name, r.metric, r.mode) for r in runs] == [("b", "val/loss", "min"), ("a", "val/loss", "min")]
+
+
+def test_a_sweep_shows_its_swept_hyperparameters_and_judgements(tmp_path):
+    base = "optimized_metric: val/auroc_macro\nbackbone: {name: m, tiny: true}\npaths: {output_dir: /x/%s}\n"
+    for name, lr, gamma, fpr in (("0", 1e-4, 2.0, 0.25), ("1", 3e-5, 1.0, 0.5)):
+        fake_run(tmp_path / "sweep" / name,
+                 {"val/auroc_macro": 0.8 + lr, "test/auroc/spam": 0.9, "test/f1/spam": 0.5, "test/bias/final": 0.7,
+                  "test/robust/leetspeak/auroc_macro": 0.6, "test/robust/case/auroc_macro": 0.9,
+                  "test/robust/leetspeak/evasion_rate": 0.4, "test/robust/case/evasion_rate": 0.0,
+                  "test/robust/hard_negatives/fpr": fpr},
+                 base % name + f"optim: {{lr: {lr}}}\nloss: {{gamma: {gamma}}}\n")
+    header, _, body = compare_rows(load_runs([tmp_path / "sweep"]))
+    assert "optim.lr" in header and "loss.gamma" in header and "backbone" not in header  # shared: not a column
+    assert not any(h.startswith("paths.") for h in header)
+    row = dict(zip(header, body[0], strict=True))
+    assert row["optim.lr"] == "0.0001" and row["loss.gamma"] == "2"
+    assert row["bias final"] == "0.700" and row["robust ROC-AUC (worst)"] == "0.600"
+    assert row["evasion rate (worst)"] == "0.400" and row["hard-neg FPR"] == "0.250"

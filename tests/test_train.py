@@ -91,11 +91,13 @@ def test_resume_from_checkpoint_continues_training(train_cfg, tmp_path):
     first = train_cfg("logger=none")
     run(first)
     last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["epoch"] == 0
+    first_state = torch.load(last, weights_only=True)
+    assert first_state["epoch"] == 0
     resumed = train_cfg("logger=none", "trainer.max_epochs=2", f"ckpt_path={last}")
     run(resumed)
-    state = torch.load(Path(resumed.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
-    assert state["epoch"] == 1 and state["global_step"] == 2 * torch.load(last, weights_only=False)["global_step"]
+    state = torch.load(last, weights_only=True)  # the run goes on in its own dir
+    assert state["epoch"] == 1 and state["global_step"] == 2 * first_state["global_step"]
+    assert not (Path(resumed.paths.output_dir) / "checkpoints").exists()
 
 
 def test_bf16_mixed_precision_on_cpu(train_cfg):

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +20,7 @@ from rich.table import Table
 from modlab.errors import ModlabError
 from modlab.io import atomic_write_text
 from modlab.reporting.console import print_wide
-from modlab.reporting.figures import colors, figure, save_figure
+from modlab.reporting.figures import figure, save_figure
 from modlab.reporting.tables import format_value as fmt
 from modlab.reporting.tables import markdown_table
 from modlab.rundir import METRICS, RunDir
@@ -40,6 +41,7 @@ class RunSummary:
     split: str = "test"
     labels: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # the run's config, flattened to dotted keys
 
     def get(self, metric: str, label: str) -> float:
         value = self.metrics.get(f"{self.split}/{metric}/{label}")
@@ -93,7 +95,58 @@ def load_run(path: Path, split: str | None = None, metric: str | None = None) ->
     mode = monitor.get("mode", "max") if monitor.get("metric") == metric else ("min" if "loss" in str(metric) else "max")
     value = metrics.get(metric) if metric else None
     return RunSummary(path=path, choices=choices, metric=metric, value=math.nan if value is None else float(value),
-                      mode=mode, split=split, labels=labels, metrics=metrics)
+                      mode=mode, split=split, labels=labels, metrics=metrics, params=_flatten(cfg))
+
+
+# Config keys that differ between runs without being a hyperparameter (where a run lives, what it logs to).
+NOT_PARAMS = ("paths.", "hydra.", "callbacks.", "logger.", "optuna.", "ckpt_path", "labels", "tags", "task_name",
+              "data.cache_dir", "data.splits_file", "model.")
+
+
+def _flatten(cfg, prefix: str = "") -> dict:
+    out = {}
+    for key, value in (cfg or {}).items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        elif not isinstance(value, list) or all(not isinstance(v, dict | list) for v in value):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def swept(runs: list[RunSummary], limit: int = 8) -> list[str]:
+    """Config keys whose values differ between the runs (a sweep's hyperparameters), at most `limit`."""
+    if len(runs) < 2:
+        return []
+    keys = dict.fromkeys(k for r in runs for k in r.params if not k.startswith(NOT_PARAMS))
+    # A key only some runs have (older runs, other readers) is compared among those that have it.
+    return [k for k in keys if len({repr(r.params[k]) for r in runs if k in r.params}) > 1][:limit]
+
+
+def _param(value) -> str:
+    """A config value in a cell: floats short, a `_target_` by its class name."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if value is None:
+        return "-"
+    text = str(value)
+    return text.rsplit(".", 1)[-1] if "." in text and "/" not in text and " " not in text else text
+
+
+def judgement_columns(runs: list[RunSummary]) -> list[tuple[str, object]]:
+    """(header, run -> value) for the bias and robustness sections the runs have."""
+    out = []
+    if any(f"{r.split}/bias/final" in r.metrics for r in runs):
+        out.append(("bias final", lambda r: r.metrics.get(f"{r.split}/bias/final")))
+    if any(any(k.startswith(f"{r.split}/robust/") for k in r.metrics) for r in runs):
+        def worst(r, what: str, pick):
+            values = [v for k, v in r.metrics.items() if k.startswith(f"{r.split}/robust/") and k.endswith(what)
+                      and v is not None and not math.isnan(v)]
+            return pick(values) if values else None
+
+        out.append(("robust ROC-AUC (worst)", lambda r: worst(r, "/auroc_macro", min)))
+        out.append(("evasion rate (worst)", lambda r: worst(r, "/evasion_rate", max)))
+        out.append(("hard-neg FPR", lambda r: r.metrics.get(f"{r.split}/robust/hard_negatives/fpr")))
+    return out
 
 
 def load_runs(paths: list[str | Path], split: str | None = None, sort_by: str | None = None) -> list[RunSummary]:
@@ -120,12 +173,16 @@ def rows(runs: list[RunSummary]) -> tuple[list[str], list[str], list[list[str]]]
     metrics = {r.metric for r in runs}
     metric_header = next(iter(metrics)) if len(metrics) == 1 and None not in metrics else "optimized metric"
     f1 = _f1_metric(runs)
-    header = ["run", *CHOICE_GROUPS, metric_header or "optimized metric", *labels]
+    # Choices every run shares say nothing in a comparison; the swept keys say what differs.
+    groups = [g for g in CHOICE_GROUPS if len(runs) == 1 or len({r.choices.get(g) for r in runs}) > 1]
+    params, judged = swept(runs), judgement_columns(runs)
+    header = ["run", *groups, *params, metric_header or "optimized metric", *(h for h, _ in judged), *labels]
     body = []
     for r in runs:
         value = fmt(r.value) if metric_header != "optimized metric" or r.metric is None else \
             f"{r.metric}: {fmt(r.value)}"
-        body.append([r.name, *(str(r.choices.get(g) or "-") for g in CHOICE_GROUPS), value,
+        body.append([r.name, *(str(r.choices.get(g) or "-") for g in groups), *(_param(r.params.get(k)) for k in params),
+                     value, *(fmt(get(r)) for _, get in judged),
                      *(f"{fmt(r.get('auroc', n))} / {fmt(r.get(f1, n))}" for n in labels)])
     return header, labels, body
 
@@ -135,32 +192,35 @@ def table(runs: list[RunSummary]) -> Table:
     splits = sorted({r.split for r in runs})
     f1 = "F1 at the tuned thresholds" if _f1_metric(runs) == "f1_tuned" else "F1 at 0.5"
     t = Table(title=f"{len(runs)} runs, best first: per-label {'/'.join(splits)} ROC-AUC / {f1}")
+    first_label = len(header) - len(labels)
     for i, h in enumerate(header):
-        t.add_column(h, justify="right" if i > len(CHOICE_GROUPS) else "left")
+        t.add_column(h, justify="left" if i == 0 else "right", overflow="fold" if i < first_label else "ellipsis")
     for row in body:
         t.add_row(*row)
     return t
 
 
 def plot(runs: list[RunSummary], path: Path) -> Path:
+    """Heatmaps, runs x labels, of ROC-AUC and F1 (separate labels are not a trend: no lines between them)."""
     labels = list(dict.fromkeys(n for r in runs for n in r.labels))
     f1 = _f1_metric(runs)
-    fig = figure(max(7.0, 1.1 * len(labels) + 3), 7)
-    axes = fig.subplots(2, 1, sharex=True)
-    x = list(range(len(labels)))
-    for color, r in zip(colors(len(runs)), runs, strict=True):
-        for ax, metric in zip(axes, ("auroc", f1), strict=True):
-            name = f"{r.name}: " + "/".join(str(r.choices[g]) for g in ("backbone", "head", "loss") if r.choices.get(g))
-            ax.plot(x, [r.get(metric, n) for n in labels], marker="o", linewidth=1.2, color=color,
-                    label=name if len(runs) <= 20 else None)
-    for ax, title in zip(axes, ("ROC-AUC", f1.replace("_", " ").replace("f1", "F1")), strict=True):
-        ax.set_ylabel(title)
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-    axes[1].set_xticks(x, labels, rotation=30, ha="right")
-    axes[0].set_title(f"Per-label metrics across {len(runs)} runs")
-    if len(runs) <= 20:
-        axes[0].legend(fontsize=8, loc="lower left", ncols=2 if len(runs) > 6 else 1)
+    splits = "/".join(sorted({r.split for r in runs}))
+    height = 1.2 + 0.35 * len(runs)
+    fig = figure(max(7.0, 0.75 * len(labels) + 4), 2 * height + 1)
+    axes = fig.subplots(2, 1)
+    names = [r.name if len(r.name) <= 40 else "…" + r.name[-39:] for r in runs]
+    for ax, metric, title in zip(axes, ("auroc", f1), ("ROC-AUC", "F1" + (" at the tuned thresholds"
+                                                                         if f1 == "f1_tuned" else " at 0.5")),
+                                 strict=True):
+        values = np.array([[r.get(metric, n) for n in labels] for r in runs], dtype=float)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, "-" if math.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if not math.isnan(v) and v > 0.6 else "white")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(runs)), names, fontsize=7)
+        ax.set_title(f"{title}, {splits} split, runs best first", fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     return save_figure(fig, path)
 
 
