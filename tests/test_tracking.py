@@ -212,3 +212,43 @@ def _empty_result():
 
     labels = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
     return evaluate(Predictions(labels * 0.8 + 0.1, labels, ("a", "b"), ("x", "y")), LABELS, "val")
+
+
+def test_a_server_that_never_answers_costs_at_most_init_timeout(train_cfg, monkeypatch, caplog):
+    """A socket that accepts and never replies: the W&B start is bounded by init_timeout, then offline."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # keep the connection open, say nothing
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("WANDB_API_KEY", "f" * 40)
+    monkeypatch.delenv("WANDB_MODE")
+    try:
+        started = time.monotonic()
+        cfg, loggers, logger = wandb_logger(train_cfg, "logger.wandb.init_timeout=3")
+        elapsed = time.monotonic() - started
+        assert logger is not None and logger.mode == "offline"
+        assert elapsed < 3 + 12, elapsed  # the bound plus an offline start; today's hang was ~41 s at 30
+        assert any("did not answer within init_timeout=3" in r.getMessage() for r in caplog.records)
+        finish_loggers(loggers)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+        for conn in held:
+            conn.close()

@@ -60,6 +60,28 @@ def has_api_key() -> bool:
         return False
 
 
+def server_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
+
+
+def server_answers(timeout: float) -> bool:
+    """Whether the W&B server gives any HTTP answer within `timeout` seconds.
+
+    wandb.init's own `init_timeout` does not bound the whole start (a server that accepts connections and
+    never answers held a run for ~41 s with init_timeout 30); this probe does, and then init goes offline.
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(server_url() + "/healthz", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True  # it answered, with an error status: it is there
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 class SafeWandbLogger(WandbLogger):
     """Lightning's WandbLogger, started eagerly, whose failures are warnings instead of crashes."""
 
@@ -71,7 +93,7 @@ class SafeWandbLogger(WandbLogger):
         super().__init__(name=name, settings=settings, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)  # wandb warns about the setting even when it is None
-        self._requested_mode, self._finish_timeout = mode, finish_timeout
+        self._requested_mode, self._finish_timeout, self._init_timeout = mode, finish_timeout, init_timeout
         self._user_tags, self._user_group = list(tags or []), group
         self._monitor, self._monitor_mode = monitor, monitor_mode
         self._broken = False
@@ -96,6 +118,10 @@ class SafeWandbLogger(WandbLogger):
                else "API key found" if mode == "online" else "no API key configured")
         if wandb.run is not None:  # a run a previous job in this process left open
             self._safe_finish(wandb.run)
+        if mode == "online" and not server_answers(self._init_timeout):
+            log.warning("W&B server %s did not answer within init_timeout=%ss; logging offline instead",
+                        server_url(), self._init_timeout)
+            mode, why = "offline", "server did not answer"
         for attempt in (mode, "offline"):
             self._wandb_init["mode"] = attempt
             self._experiment = None
