@@ -10,7 +10,6 @@ import torch
 
 from modlab.errors import ModlabError
 from modlab.evaluation import gate, thresholds
-from modlab.rundir import RunDir
 from modlab.evaluation.metrics import (
     PredictionStore,
     binarize,
@@ -20,6 +19,7 @@ from modlab.evaluation.metrics import (
     metric_targets,
     threshold_scores,
 )
+from modlab.rundir import RunDir
 
 LABELS = ["toxic", "threat", "insult"]
 

@@ -7,7 +7,6 @@ from rich.table import Table
 
 from modlab.reporting.tables import label_rows, section_rows
 
-
 SHORT = {"positives": "pos", "Precision": "P", "Recall": "R", "ROC-AUC": "ROC", "PR-AUC": "PR"}
 AT_HALF = 7  # label, positives and the five metrics at 0.5: the first of the two narrow tables
 
