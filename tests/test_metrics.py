@@ -222,3 +222,20 @@ def test_gate_config_errors_and_exit_code():
     with pytest.raises(gate.GateFailed) as err:
         gate.enforce(failed, {"fail": True})
     assert err.value.exit_code == 3 and "\n" not in str(err.value)
+
+
+def test_a_one_label_taxonomy_is_scored_like_any_label():
+    from modlab.evaluation.metrics import split_metrics
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random((50, 2)) < 0.4).astype(np.float32)
+    probs = np.clip(0.5 * labels + 0.5 * rng.random((50, 2)), 0, 1).astype(np.float32)
+    both = split_metrics(probs, labels, ["spam", "scam"], "test")
+    alone = split_metrics(probs[:, :1], labels[:, :1], ["spam"], "test")
+    assert set(alone) == {k for k in both if not k.endswith("/scam") and not k.endswith(("_macro", "_micro"))} | {
+        k for k in both if k.endswith(("_macro", "_micro"))}
+    assert all(alone[k] == pytest.approx(both[k]) for k in alone if k.endswith("/spam"))
+    assert alone["test/f1_macro"] == pytest.approx(alone["test/f1/spam"])
+    tuned = threshold_scores(probs[:, :1], labels[:, :1], np.array([0.4]), ["spam"], "test")
+    assert tuned["test/f1_tuned/spam"] == pytest.approx(
+        threshold_scores(probs, labels, np.array([0.4, 0.4]), ["spam", "scam"], "test")["test/f1_tuned/spam"])

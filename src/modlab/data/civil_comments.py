@@ -57,7 +57,7 @@ IDENTITY_COLUMNS = [
     "white",
 ]
 EXTRA_META = ["identity_annotator_count", "toxicity_annotator_count"]
-TEXT_COLUMNS = ("comment_text", "text")
+TEXT_COLUMNS = ("comment_text", "text", "comment")  # "comment": derived samples such as the identities subset
 ALIASES = {"toxicity": ("target", "toxicity")}  # label -> accepted column names, first found wins
 KAGGLE_TEST_FILES = ("test_public_expanded.csv", "test_private_expanded.csv")
 DATA_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json")
@@ -92,7 +92,7 @@ def _frame(path: Path, labels: list[str]) -> tuple[pd.DataFrame, Rows | None]:
         header = sources.csv_header(path)
         text = next((c for c in TEXT_COLUMNS if c in header), "comment_text")
         required = [text] + [_label_column(lab, header) for lab in labels]
-        fix = "civil_comments files have comment_text (or text) and the label columns " + ", ".join(LABELS)
+        fix = "civil_comments files have comment_text (or text, comment) and the label columns " + ", ".join(LABELS)
         return sources.read_csv(path, required, fix), None
     if suffix == ".parquet":
         return sources.read_parquet(path), None

@@ -165,11 +165,27 @@ def flatten(computed: dict[str, torch.Tensor], label_names: list[str], split: st
     return out
 
 
+# torchmetrics' multilabel metrics need two labels or more; a one-label taxonomy (a new policy category) is
+# scored as that label twice and the copy's keys dropped: a duplicated column's per-label, macro and micro
+# values are the single column's.
+COPY = "\u0000copy"
+
+
+def _twice(array) -> np.ndarray:
+    return np.repeat(np.asarray(array), 2, axis=-1)
+
+
+def _without_copy(values: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if not k.endswith(COPY)}
+
+
 def split_metrics(probs: np.ndarray, labels: np.ndarray, label_names: list[str], split: str) -> dict[str, float]:
     """Every metric at 0.5 of a whole split's predictions (the torchmetrics collection above), flat keys.
 
     Values are float32, as Lightning logs them, so every consumer (checkpointing, metrics.json) sees the same.
     """
+    if len(label_names) == 1:
+        return _without_copy(split_metrics(_twice(probs), _twice(labels), [label_names[0], COPY], split))
     collection = build_metrics(len(label_names))
     collection.update(_tensor(probs), metric_targets(labels))
     values = flatten(compute(collection), label_names, split) | {f"{split}/examples": float(len(probs))}
@@ -183,6 +199,8 @@ def binarize(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
 
 def stat_scores(decisions: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """[num_labels, 5] = tp, fp, tn, fn, support of 0/1 decisions against integer targets (-1 ignored)."""
+    if np.asarray(targets).shape[1] == 1:
+        return stat_scores(_twice(decisions), _twice(targets))[:1]
     return multilabel_stat_scores(_tensor(decisions), _tensor(targets),
                                   num_labels=targets.shape[1], average=None, ignore_index=IGNORE).numpy()
 
@@ -193,6 +211,9 @@ def threshold_scores(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarr
 
     The decisions are made here; torchmetrics gets 0/1 integer predictions (which it does not threshold).
     """
+    if len(label_names) == 1:
+        return _without_copy(threshold_scores(_twice(probs), _twice(labels), _twice(np.atleast_1d(thresholds)),
+                                              [label_names[0], COPY], split, suffix))
     from torchmetrics.functional.classification import (
         multilabel_f1_score,
         multilabel_precision,
