@@ -129,10 +129,31 @@ def _sync(args) -> int:
     return sync(args.paths, dry_run=args.dry_run, extra=["--include-synced"] if args.include_synced else None)
 
 
+# --- `modlab baseline ...` ---------------------------------------------------------------------------------
+
+def _add_baseline(parser) -> None:
+    kinds = parser.add_subparsers(dest="baseline_command", required=True)
+    tfidf = kinds.add_parser("tfidf", help="TF-IDF word+char n-grams, one logistic regression per label")
+    tfidf.add_argument("overrides", nargs="*", help="train.py-style overrides (dataset=jigsaw dataset.path=... "
+                                                    "data.folds=5 data.fold=0); the run goes to outputs/baseline/runs/")
+    tfidf.set_defaults(handler=_baseline_tfidf)
+
+
+def _baseline_tfidf(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from modlab.baseline import tfidf
+
+    run = tfidf.run(args.overrides)
+    print(f"run dir: {run.path}")
+    return 0
+
+
 # Subcommand name -> (help, function that adds its arguments and sets `handler`).
 SUBCOMMANDS = {
     "data": ("prepare and inspect datasets (data synth)", _add_data),
     "compare": ("compare runs side by side from their run dirs (no W&B needed)", _add_compare),
+    "baseline": ("a TF-IDF + logistic regression run dir on the same splits (baseline tfidf [overrides])",
+                 _add_baseline),
     "sync": ("upload every offline W&B run under outputs/ (wandb sync does not search a tree)", _add_sync),
 }
 

@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from modlab.data.folds import check_fold_args, fold_info, fold_splits
 from modlab.data.splits import assign_splits, load_splits, split_ids
 from modlab.data.table import LabeledTable, validate_table
 from modlab.data.tokens import (
@@ -34,6 +35,9 @@ FEW_POSITIVES = 3  # fewer positives than this in val/test: that label's metrics
 class ModerationDataModule(L.LightningDataModule):
     """`reader()` gives the table; `splits_file` re-applies a run's saved splits.json instead of carving.
 
+    `folds`/`fold`: K-fold cross-validation (modlab.data.folds): val = fold `fold` of the non-test rows.
+    `tokenizer=None` reads and splits only (no token arrays, no loaders): the TF-IDF baseline's use.
+
     Built by `modlab.training.assemble` from the `data:` config block (a `_target_`).
     """
 
@@ -53,6 +57,8 @@ class ModerationDataModule(L.LightningDataModule):
         output_dir: str | None = None,
         splits_file: str | None = None,
         pad_to_multiple_of: int | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         self.reader, self.tokenizer, self.max_length = reader, tokenizer, max_length
@@ -61,6 +67,8 @@ class ModerationDataModule(L.LightningDataModule):
         self.length_grouping, self.cache_dir, self.output_dir = length_grouping, cache_dir, output_dir
         self.splits_file, self.pad_to_multiple_of = splits_file, pad_to_multiple_of
         self.table: LabeledTable | None = None
+        check_fold_args(folds, fold, splits_file)
+        self.folds, self.fold = folds, fold
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
@@ -75,10 +83,13 @@ class ModerationDataModule(L.LightningDataModule):
         validate_table(table)
         if self.splits_file:
             rows = load_splits(self.splits_file, table)
+        elif self.folds:
+            rows = fold_splits(table, self.folds, self.fold, self.val_size, self.test_size, self.split_seed)
         else:
             rows = assign_splits(table, self.val_size, self.test_size, self.split_seed)
         check_splits(table, rows)
-        self.token_ids, self.offsets = tokenize(table.texts, self.tokenizer, self.max_length, self.cache_dir)
+        if self.tokenizer is not None:
+            self.token_ids, self.offsets = tokenize(table.texts, self.tokenizer, self.max_length, self.cache_dir)
         self.table, self.rows = table, rows
         log.info(
             "dataset %s: %s rows per split, %d labels, set up in %.2fs",
@@ -88,7 +99,8 @@ class ModerationDataModule(L.LightningDataModule):
             time.perf_counter() - started,
         )
         if self.output_dir:
-            RunDir(self.output_dir).write_splits(split_ids(table, rows))
+            extra = {"folds": fold_info(self.folds, self.fold, self.split_seed)} if self.folds else {}
+            RunDir(self.output_dir).write_splits(split_ids(table, rows) | extra)
 
     @property
     def label_names(self) -> list[str]:

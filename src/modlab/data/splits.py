@@ -106,7 +106,10 @@ def split_ids(table: LabeledTable, rows: dict[str, np.ndarray]) -> dict[str, lis
 
 
 def load_splits(path: str | Path, table: LabeledTable) -> dict[str, np.ndarray]:
-    """Row indices from a saved splits.json ({"train": [ids], "val": [...], "test": [...]})."""
+    """Row indices from a saved splits.json ({"train": [ids], "val": [...], "test": [...]}).
+
+    Keys other than the splits (a fold run's "folds": {"k", "fold", "seed"}) describe the file and are skipped.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModlabError(
@@ -118,7 +121,8 @@ def load_splits(path: str | Path, table: LabeledTable) -> dict[str, np.ndarray]:
         raise ModlabError(
             f"{path}: not valid JSON ({err}); point data.splits_file at a run's splits.json"
         ) from None
-    if not isinstance(saved, dict) or not set(saved) <= set(SPLITS) or "train" not in saved:
+    if not isinstance(saved, dict) or "train" not in saved or any(
+            not isinstance(saved.get(name, []), list) for name in SPLITS):
         raise ModlabError(f"{path}: expected an object with train/val/test id lists; use a run's splits.json")
     position = {key: i for i, key in enumerate(table.ids)}
     out, owner = {}, {}

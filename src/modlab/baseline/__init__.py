@@ -1,0 +1,1 @@
+"""Non-transformer baselines scored and written exactly like a training run (`modlab baseline ...`)."""
