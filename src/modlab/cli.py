@@ -79,8 +79,12 @@ def _add_data(parser) -> None:
 
 
 def _data_synth(args) -> int:
+    from pathlib import Path
+
     from modlab.data import jsonl, synthetic
 
+    if Path(args.out).is_dir():  # checked before generating: writing would fail with IsADirectoryError
+        raise ModlabError(f"--out {args.out} is a directory; give a file path, e.g. --out {Path(args.out) / 'synthetic.jsonl'}")
     table = synthetic.generate(
         size=args.size,
         seed=args.seed,
@@ -148,6 +152,55 @@ def _baseline_tfidf(args) -> int:
     return 0
 
 
+# --- `modlab export ...` / `modlab predict ...` ------------------------------------------------------------
+
+def _add_export(parser) -> None:
+    parser.add_argument("path", help="a training run dir or a .ckpt")
+    parser.add_argument("--out", default=None, help="bundle dir to write (default: <run dir>/bundle-<precision>)")
+    parser.add_argument("--precision", default="fp32", help="fp32 (CPU and GPU) | int8 (CPU) | fp16 (GPU)")
+    parser.add_argument("--force", action="store_true",
+                        help="write the bundle even if the parity check misses (the miss is recorded in modlab.json)")
+    parser.set_defaults(handler=_export)
+
+
+def _export(args) -> int:
+    quiet_libraries()
+    from modlab.export.pipeline import export
+
+    out, parity = export(args.path, out=args.out, precision=args.precision, force=args.force)
+    print(parity.line())
+    print(f"wrote bundle {out} (model.onnx {(out / 'model.onnx').stat().st_size / 2**20:.1f} MiB, {args.precision}); "
+          f"load it with modlab.load({str(out)!r}) or `modlab predict {out} --input ... --output ...`")
+    return 0
+
+
+def _add_predict(parser) -> None:
+    parser.add_argument("path", help="a bundle from `modlab export`, a training run dir or a .ckpt")
+    parser.add_argument("--input", required=True, help="CSV, JSONL or text file (one text per line); - for stdin")
+    parser.add_argument("--output", required=True, help=".csv or .jsonl: id, prob_<label>, flag_<label> per row")
+    parser.add_argument("--text-column", default=None,
+                        help="column/field of the texts (default: comment_text, else text)")
+    parser.add_argument("--id-column", default="id", help="column/field of the ids (default: id; else row numbers)")
+    parser.add_argument("--input-format", default=None, help="csv | jsonl | text (default: by extension; stdin: text)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", default=None, help="fp32 to force full precision (default: fastest)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the library's)")
+    parser.set_defaults(handler=_predict)
+
+
+def _predict(args) -> int:
+    from modlab.export.bundle import is_bundle
+    from modlab.predict import batch
+
+    if not is_bundle(args.path):  # a bundle runs without torch, lightning or their log handlers
+        quiet_libraries()
+
+    batch.run(args.path, args.input, args.output, text_column=args.text_column, id_column=args.id_column,
+              batch_size=args.batch_size, input_format=args.input_format, precision=args.precision,
+              threads=args.threads)
+    return 0
+
+
 # Subcommand name -> (help, function that adds its arguments and sets `handler`).
 SUBCOMMANDS = {
     "data": ("prepare and inspect datasets (data synth)", _add_data),
@@ -169,6 +222,8 @@ The commands below work on data and on finished run dirs."""
 EXAMPLES = """examples:
   modlab data synth --out synth.jsonl --size 5000     write synthetic data to inspect or train on
   modlab compare outputs/train/multiruns/<time>       a table (and compare.md/.png) of finished runs
+  modlab export outputs/train/runs/<time> --precision int8    an ONNX bundle (model.onnx + modlab.json)
+  modlab predict <bundle> --input comments.csv --output scores.csv   score a file, streamed
 run `modlab <command> --help` for a command's options."""
 
 

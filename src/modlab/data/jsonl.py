@@ -91,6 +91,14 @@ class _Parser:
                 f"{self.field!r} is a {type(value).__name__}",
                 'write a dict of 0/1 per category or {"<target>": [names]}',
             )
+        # {"toxic": "1"} is a quoted number, not a target naming category "1": say so, not "several targets"
+        quoted = [k for k, v in value.items() if isinstance(v, str) and v.strip().lstrip("-").replace(".", "", 1).isdigit()]
+        if quoted:
+            raise fail(
+                where,
+                f"label {quoted[0]!r} is the string {value[quoted[0]]!r}: values must be 0/1 numbers",
+                f'write "{quoted[0]}": {value[quoted[0]].strip()} without quotes (or null for unknown)',
+            )
         listed = [k for k, v in value.items() if isinstance(v, list | str)]
         if listed:
             if self.target is not None:
@@ -127,6 +135,36 @@ class _Parser:
                 where, "marked safe and also positive for a category", "a safe item has no other label"
             )
         return out, False
+
+
+def _check_inferred(taxonomy: list[str], targets, where: list[str]) -> None:
+    """An inferred taxonomy takes every spelling as a category: "Toxic" next to "toxic" is a typo (an error
+    naming its first line), and a category on one row only cannot be learned or scored (a loud warning;
+    its ROC/PR-AUC are NaN, as the README says)."""
+    first: dict[str, int] = {}
+    count: dict[str, int] = dict.fromkeys(taxonomy, 0)
+    for i, (t, _) in enumerate(targets):
+        for name in t:
+            first.setdefault(name, i)
+            count[name] += 1
+    by_fold: dict[str, list[str]] = {}
+    for name in taxonomy:
+        by_fold.setdefault(name.casefold(), []).append(name)
+    for names in by_fold.values():
+        if len(names) > 1:
+            rare = min(names, key=lambda n: (count[n], -first[n]))
+            other = next(n for n in names if n != rare)
+            raise fail(
+                where[first[rare]],
+                f"label {rare!r} differs from label {other!r} only by case (inferred taxonomy)",
+                f"spell it {other!r}, or pin the categories with dataset.reader.labels=[...]",
+            )
+    for name in taxonomy:
+        if count[name] == 1:
+            log.warning(
+                "%s: label %r appears on this row only: it cannot be learned and its ROC/PR-AUC will be NaN; "
+                "check its spelling or pin dataset.reader.labels", where[first[name]], name,
+            )
 
 
 def read(
@@ -208,6 +246,7 @@ def read(
                 "no line names any category, so no taxonomy can be inferred",
                 "label some rows, or give the categories with dataset.reader.labels=[...]",
             )
+        _check_inferred(taxonomy, targets, [f"{f}:{n}" for f, n in zip(files, lines, strict=True)])
         log.info(
             "%s: inferred taxonomy of %d categories: %s (pin it with dataset.reader.labels)",
             root,

@@ -170,6 +170,11 @@ def read_csv(path: Path, required: Sequence[str], fix: str) -> pd.DataFrame:
         raise utf8_error(path) from None
     except pd.errors.ParserError as err:
         raise csv_parse_error(path, str(err).replace("Error tokenizing data. C error: ", "")) from None
+    # pandas pads short rows with '' and takes a column of extra fields as the index without a word: a strict
+    # re-scan names the first row whose field count differs from the header's
+    mismatch = csv_parse_error(path, "")
+    if "fields but the header has" in str(mismatch):
+        raise mismatch
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 

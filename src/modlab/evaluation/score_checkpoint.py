@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from modlab import overrides
+from modlab import config_schema, overrides
 from modlab.errors import ModlabError
 from modlab.evaluation import thresholds as thr
 from modlab.evaluation.gate import enforce as enforce_gate
@@ -90,6 +90,7 @@ def check_no_training_rows(ids: list[str], run: RunDir | None, split: str, same_
 def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     from modlab.training.train import optimized_value
 
+    config_schema.check(cfg)  # bad types, ranges and metric names fail before the checkpoint is read
     try:
         ckpt_arg = cfg.ckpt_path
     except MissingMandatoryValue:

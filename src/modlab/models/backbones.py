@@ -116,9 +116,20 @@ PIP_WEIGHTS = {
 }
 
 
+# The names conf/backbone/*.yaml ships (a tiny=true run with another name warns: see `resolve`).
+CONFIGURED_NAMES = frozenset({"distilbert-base-uncased", "distilroberta-base", "sentence-transformers/all-MiniLM-L6-v2",
+                              "sentence-transformers/all-mpnet-base-v2"})
+
+
 def resolve(name: str, package: str | None = None, tiny: bool = False, family: str = "bert") -> str:
     """A local directory (or, online, a hub id) holding the backbone; one actionable error otherwise."""
     if tiny:
+        # tiny=true never loads `name` (it builds a random-init `family` model), so a bogus name is a loud
+        # warning, not an error: offline smoke runs keep working, and the user learns the name was not checked
+        if name not in CONFIGURED_NAMES and not Path(name).expanduser().is_dir():
+            log.warning("backbone.name=%r is no configured backbone (%s) and was NOT checked: backbone.tiny=true "
+                        "builds a random-init %r model instead; fix the name before a real run",
+                        name, ", ".join(sorted(CONFIGURED_NAMES)), family)
         return str(build_tiny(family))
     tried = []
     if Path(name).expanduser().is_dir():

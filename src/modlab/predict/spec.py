@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modlab.evaluation import thresholds as thr
-from modlab.rundir import THRESHOLDS, RunDir
+from modlab.errors import ModlabError
+from modlab.rundir import BEST, CHECKPOINTS, LAST, THRESHOLDS, RunDir, locate
 
 # conf/train.yaml's data.max_length: what a checkpoint found outside its run was most likely trained at.
 DEFAULT_MAX_LENGTH = 128
@@ -55,6 +55,8 @@ def _thresholds(run: RunDir | None, labels: list[str]) -> tuple[dict[str, float]
     if payload is None:
         where = "the checkpoint is outside a run dir" if run is None else f"{run.file(THRESHOLDS)} does not exist"
         return dict.fromkeys(labels, DEFAULT_THRESHOLD), DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} ({where})"
+    from modlab.evaluation import thresholds as thr  # torch and torchmetrics: only the PyTorch path needs them
+
     payload = thr.parse(payload, labels, run.file(THRESHOLDS))
     values = thr.as_array(payload, labels)
     default = payload.get("default", DEFAULT_THRESHOLD)
@@ -69,6 +71,19 @@ def _max_length(run: RunDir | None) -> tuple[int, str]:
     if found is None:
         return DEFAULT_MAX_LENGTH, f"default {DEFAULT_MAX_LENGTH} (no run config.yaml with data.max_length)"
     return int(found), f"{run.file('config.yaml')} data.max_length"
+
+
+def locate_checkpoint(path: Path) -> tuple[Path, RunDir | None]:
+    """(checkpoint, its run or None) of a run dir or a .ckpt; one line for anything else."""
+    if path.is_dir():
+        run = RunDir(path)
+        if not run.best_checkpoint.is_file():
+            hint = f" (it has {CHECKPOINTS}/{LAST}: pass that file)" if run.last_checkpoint.is_file() else ""
+            raise ModlabError(f"{path} is neither a bundle (no modlab.json) nor a training run dir (no "
+                              f"{CHECKPOINTS}/{BEST}){hint}; pass a bundle from `modlab export`, a run dir or a .ckpt")
+    elif not path.exists():
+        raise ModlabError(f"{path} does not exist; pass a bundle from `modlab export`, a training run dir or a .ckpt")
+    return locate(path, key="path")
 
 
 def from_checkpoint(ckpt: str | Path, run: RunDir | None, hp: dict) -> ModelSpec:

@@ -151,6 +151,11 @@ def judgement_columns(runs: list[RunSummary]) -> list[tuple[str, object]]:
 
 def load_runs(paths: list[str | Path], split: str | None = None, sort_by: str | None = None) -> list[RunSummary]:
     runs = [load_run(p, split, sort_by) for p in find_runs(paths)]
+    # an unknown --sort would rank every run NaN (silently unsorted): name it and what the runs do have
+    if sort_by is not None and runs and not any(sort_by in r.metrics for r in runs):
+        have = sorted({k for r in runs for k in r.metrics if "/" in k and k.count("/") == 1})
+        raise ModlabError(f"--sort {sort_by!r} is in no run's metrics.json; use one of: "
+                          + ", ".join(have[:15]) + (", ..." if len(have) > 15 else ""))
     common = Path(os.path.commonpath([r.path for r in runs])) if len(runs) > 1 else runs[0].path.parent
     for r in runs:
         r.name = str(r.path.relative_to(common)) if r.path != common else r.path.name

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, open_dict
 
+from modlab import config_schema
 from modlab.evaluation import thresholds as thr
 from modlab.evaluation.gate import enforce as enforce_gate
 from modlab.evaluation.objectives import extra_metrics, metric_names
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> float | tuple[float, ...]:
+    config_schema.check(cfg)  # bad types, ranges and metric names fail before any data is read
     if cfg.get("ckpt_path"):
         cfg = resume_config(cfg)
     run_dir = RunDir(cfg.paths.output_dir)
@@ -38,6 +40,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     if cfg.get("ckpt_path"):
         check_labels(cfg.ckpt_path, checkpoints.hparams(cfg.ckpt_path)["labels"], dm.label_names)
     check_config(cfg, dm.label_names)
+    config_schema.check_names(cfg, dm.label_names)
 
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
