@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 COLUMNS = (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"), ("auroc", "ROC-AUC"), ("auprc", "PR-AUC"))
 TUNED = (("threshold", "Thr"), ("f1_tuned", "F1@thr"), ("precision_tuned", "P@thr"), ("recall_tuned", "R@thr"))
@@ -56,6 +57,9 @@ def section_rows(section) -> tuple[list[str], list[list[str]]]:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    def cell(value) -> str:  # a bare | would split the cell ("mean |delta p|")
+        return re.sub(r"(?<!\\)\|", r"\\|", str(value))
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
