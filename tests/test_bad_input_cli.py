@@ -9,8 +9,8 @@ import sys
 import zipfile
 
 import pytest
-
 from conftest import ROOT
+
 from modlab.errors import ModlabError
 from modlab.evaluation import score_checkpoint
 from modlab.training import train
@@ -90,10 +90,13 @@ def test_max_steps_partial_epoch_validates_and_writes_metrics(train_cfg):
     cfg = train_cfg("trainer.max_steps=3", "trainer.max_epochs=-1", "test=false", "robust.enabled=false",
                     "report.enabled=false")
     train.run(cfg)
+    import json
+
     run_dir = cfg.paths.output_dir
-    assert os.path.exists(os.path.join(run_dir, "metrics.json"))
-    assert os.path.exists(os.path.join(run_dir, "checkpoints", "best.ckpt")) or os.listdir(
-        os.path.join(run_dir, "checkpoints"))
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert "val/auroc_macro" in metrics  # the partial epoch was validated: the monitored metric exists
+    assert os.path.exists(os.path.join(run_dir, "checkpoints", "best.ckpt"))
 
 
 SUBPROCESS_CASES = [
@@ -103,12 +106,110 @@ SUBPROCESS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("overrides", SUBPROCESS_CASES, ids=[c[0] for c in SUBPROCESS_CASES])
-def test_train_py_exits_2_with_one_error_line(tmp_path, overrides):
+def test_train_py_exits_2_with_one_error_line(tmp_path):
+    """Real `python train.py` runs, started together (each spends its time importing torch)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", MODLAB_ROOT=str(tmp_path))
-    proc = subprocess.run([sys.executable, "train.py", "backbone.tiny=true", *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    procs = [subprocess.Popen([sys.executable, "train.py", "backbone.tiny=true", *o], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for o in SUBPROCESS_CASES]
+    for overrides, proc in zip(SUBPROCESS_CASES, procs, strict=True):
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (overrides, stderr[-2000:])
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and overrides[0].split("=")[0] in errors[0], (overrides, stderr[-2000:])
+        assert "Traceback" not in stderr
+
+
+# --- data files ---------------------------------------------------------------------------------------------
+
+
+def _jsonl(tmp_path, lines: list[str]):
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_quoted_number_is_not_several_targets(tmp_path):
+    from modlab.data import jsonl
+
+    path = _jsonl(tmp_path, ['{"text": "a", "labels": {"toxic": 0, "insult": 0}}',
+                             '{"text": "b", "labels": {"toxic": "1", "insult": 0}}'])
+    msg = one_line(lambda: jsonl.read(path), f"{path}: line 2", "'toxic'", "0/1 numbers")
+    assert "several targets" not in msg
+    path = _jsonl(tmp_path, ['{"text": "b", "labels": {"toxic": "1"}}'])
+    one_line(lambda: jsonl.read(path), f"{path}: line 1", "'toxic'", "0/1 numbers")
+
+
+def test_jsonl_label_misspelt_by_case_names_line_and_label(tmp_path):
+    from modlab.data import jsonl
+
+    rows = [f'{{"text": "t{i}", "labels": ["toxic"]}}' for i in range(5)] + ['{"text": "x", "labels": ["Toxic"]}']
+    path = _jsonl(tmp_path, rows)
+    one_line(lambda: jsonl.read(path), f"{path}: line 6", "'Toxic'", "'toxic'", "only by case")
+    # a pinned taxonomy already rejects the spelling (no inference involved)
+    one_line(lambda: jsonl.read(path, labels=["toxic"]), "'Toxic'", "not in the taxonomy")
+
+
+def test_jsonl_label_on_one_row_warns_and_training_reaches_nan(tmp_path, train_cfg, caplog):
+    import json
+
+    rows = [json.dumps({"text": f"you idiot number {i}" if i % 2 else f"hello friend {i}",
+                        "labels": ["insult"] if i % 2 else ["safe"]}) for i in range(120)]
+    rows.append(json.dumps({"text": "i will find you", "labels": ["threat"]}))
+    path = _jsonl(tmp_path, rows)
+    from conftest import FAST
+
+    fast = [o for o in FAST if not o.startswith("dataset.")]
+    cfg = train_cfg(*fast, "dataset=jsonl", f"dataset.path={path}", "test=false", "robust.enabled=false",
+                    "report.enabled=false", "bias.enabled=false", fast=False)
+    with caplog.at_level("WARNING"):
+        train.run(cfg)
+    assert any("'threat' appears on this row only" in r.getMessage() and f"{path}: line 121" in r.getMessage()
+               for r in caplog.records)
+    with open(os.path.join(cfg.paths.output_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    value = metrics["val/auroc/threat"]  # NaN (written as null), as the README promises; no crash at epoch end
+    assert value is None or value != value, value
+
+
+def test_csv_row_with_other_field_count_names_the_row(tmp_path):
+    from modlab.data import jigsaw
+
+    header = "id,comment_text,toxic,severe_toxic,obscene,threat,insult,identity_hate\n"
+    (tmp_path / "train.csv").write_text(header + "a1,hi,0,0,0,0,0,0\na2,short,0,0,0\n", encoding="utf-8")
+    one_line(lambda: jigsaw.read(tmp_path), "train.csv: line 3", "5 fields", "header has 8")
+    (tmp_path / "train.csv").write_text(header + "a1,hi,0,0,0,0,0,0,9\na2,yo,0,0,0,0,0,0,9\n", encoding="utf-8")
+    one_line(lambda: jigsaw.read(tmp_path), "train.csv: line 2", "9 fields", "header has 8")
+
+
+# --- other commands -----------------------------------------------------------------------------------------
+
+
+def test_compare_unknown_sort_lists_valid_metrics(tmp_path, capsys):
+    import json
+
+    from modlab.cli import main
+
+    for name in ("r1", "r2"):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({"val/auroc_macro": 0.8, "test/auroc_macro": 0.7,
+                                                      "test/auroc/toxic": 0.7}))
+    assert main(["compare", str(tmp_path), "--sort", "test/aurc_macro"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "test/aurc_macro" in err[0] and "test/auroc_macro" in err[0], err
+
+
+def test_data_synth_out_directory(tmp_path, capsys):
+    from modlab.cli import main
+
+    assert main(["data", "synth", "--out", str(tmp_path), "--size", "20"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a directory" in err[0] and "synthetic.jsonl" in err[0], err
+
+
+def test_bogus_backbone_name_with_tiny_warns(caplog):
+    from modlab.models import backbones
+
+    with caplog.at_level("WARNING"):
+        backbones.resolve("no-such/model", tiny=True)
+    assert any("'no-such/model'" in r.getMessage() and "NOT checked" in r.getMessage() for r in caplog.records)

@@ -12,7 +12,7 @@ import difflib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -35,7 +35,7 @@ class DataSchema:
 @dataclass
 class OptimSchema:
     lr: float = 5e-5
-    head_lr: Optional[float] = None
+    head_lr: float | None = None
     weight_decay: float = 0.0
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
@@ -44,7 +44,7 @@ class OptimSchema:
 
 @dataclass
 class TrainerSchema:
-    max_epochs: Optional[int] = None
+    max_epochs: int | None = None
     max_steps: int = -1
 
 

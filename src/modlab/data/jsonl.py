@@ -246,7 +246,7 @@ def read(
                 "no line names any category, so no taxonomy can be inferred",
                 "label some rows, or give the categories with dataset.reader.labels=[...]",
             )
-        _check_inferred(taxonomy, targets, [f"{f}:{n}" for f, n in zip(files, lines, strict=True)])
+        _check_inferred(taxonomy, targets, [f"{f}: line {n}" for f, n in zip(files, lines, strict=True)])
         log.info(
             "%s: inferred taxonomy of %d categories: %s (pin it with dataset.reader.labels)",
             root,
