@@ -45,27 +45,16 @@ HYDRA = ".hydra"  # Hydra's own copy of the composed config and its choices
 class RunDir:
     path: Path
 
-    def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
 
     def file(self, name: str) -> Path:
         return self.path / name
 
-    @property
-    def figures_dir(self) -> Path:
-        return self.path / FIGURES
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / CHECKPOINTS
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.checkpoints_dir / BEST
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints_dir / LAST
+    figures_dir = property(lambda self: self.path / FIGURES)
+    checkpoints_dir = property(lambda self: self.path / CHECKPOINTS)
+    best_checkpoint = property(lambda self: self.path / CHECKPOINTS / BEST)
+    last_checkpoint = property(lambda self: self.path / CHECKPOINTS / LAST)
 
     def is_run(self) -> bool:
         """A finished run (train.py or eval.py wrote its metrics)."""

@@ -14,12 +14,11 @@ from modlab.errors import ModlabError
 
 
 def offline_runs(roots: list[str | Path]) -> list[Path]:
-    found: list[Path] = []
-    for root in roots:
-        path = Path(root).expanduser()
-        if not path.exists():
-            raise ModlabError(f"{root} does not exist; pass the outputs dir (default: outputs) or run dirs")
-        found += sorted(p for p in path.rglob("offline-run-*") if p.is_dir() and p.parent.name == "wandb")
+    missing = [str(r) for r in roots if not Path(r).expanduser().exists()]
+    if missing:
+        raise ModlabError(f"{missing[0]} does not exist; pass the outputs dir (default: outputs) or run dirs")
+    found = [run for root in roots for run in sorted(Path(root).expanduser().rglob("offline-run-*"))
+             if run.is_dir() and run.parent.name == "wandb"]
     return list(dict.fromkeys(found))
 
 
