@@ -139,3 +139,21 @@ def test_a_sweep_shows_its_swept_hyperparameters_and_judgements(tmp_path):
     assert row["optim.lr"] == "0.0001" and row["loss.gamma"] == "2"
     assert row["bias final"] == "0.700" and row["robust ROC-AUC (worst)"] == "0.600"
     assert row["evasion rate (worst)"] == "0.400" and row["hard-neg FPR"] == "0.250"
+
+
+def test_runs_of_one_config_over_folds_and_seeds_are_one_mean_std_row(tmp_path):
+    base = "optimized_metric: val/auroc_macro\nhead: {_target_: modlab.models.heads.MeanHead}\n"
+    values = {("0", 0): 0.80, ("1", 1): 0.90, ("2", 2): 0.85}
+    for (name, fold), auc in values.items():
+        fake_run(tmp_path / "cv" / name, {"val/auroc_macro": auc, "test/auroc/spam": auc, "test/f1/spam": 0.5},
+                 base + f"seed: {fold}\ndata: {{fold: {fold}, folds: 3}}\n")
+    fake_run(tmp_path / "cv" / "other", {"val/auroc_macro": 0.5, "test/auroc/spam": 0.5},
+             "optimized_metric: val/auroc_macro\nhead: {_target_: modlab.models.heads.ClsHead}\n")
+    runs = load_runs([tmp_path / "cv"])
+    assert [r.count for r in runs] == [3, 1]
+    assert runs[0].value == pytest.approx(0.85) and runs[0].spread["val/auroc_macro"] == pytest.approx(0.05)
+    header, _, body = compare_rows(runs)
+    row = dict(zip(header, body[0], strict=True))
+    assert row["val/auroc_macro"] == "0.850±0.050" and row["spam"].startswith("0.850±0.050 / 0.500")
+    assert "(mean of 3)" in row["run"] and "seed" not in header and "data.fold" not in header
+    assert len(load_runs([tmp_path / "cv"], combine=False)) == 4

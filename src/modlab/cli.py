@@ -110,13 +110,16 @@ def _add_compare(parser) -> None:
                         help="split of the per-label columns (default: test when the run has it)")
     parser.add_argument("--sort", default=None, help="metric to rank by (default: each run's optimized_metric)")
     parser.add_argument("--no-plot", action="store_true", help="skip compare.png")
+    parser.add_argument("--each", action="store_true",
+                        help="one row per run (default: repeats over seeds/folds as one mean ± std row)")
     parser.set_defaults(handler=_compare)
 
 
 def _compare(args) -> int:
     from modlab.reporting.compare import compare
 
-    compare(args.paths, out=args.out, split=args.split, sort_by=args.sort, draw=not args.no_plot)
+    compare(args.paths, out=args.out, split=args.split, sort_by=args.sort, draw=not args.no_plot,
+            combine=not args.each)
     return 0
 
 
@@ -194,7 +197,6 @@ def _predict(args) -> int:
 
     if not is_bundle(args.path):  # a bundle runs without torch, lightning or their log handlers
         quiet_libraries()
-
     batch.run(args.path, args.input, args.output, text_column=args.text_column, id_column=args.id_column,
               batch_size=args.batch_size, input_format=args.input_format, precision=args.precision,
               threads=args.threads)
@@ -208,6 +210,8 @@ SUBCOMMANDS = {
     "baseline": ("a TF-IDF + logistic regression run dir on the same splits (baseline tfidf [overrides])",
                  _add_baseline),
     "sync": ("upload every offline W&B run under outputs/ (wandb sync does not search a tree)", _add_sync),
+    "export": ("export a run as a self-contained ONNX bundle (parity-checked)", _add_export),
+    "predict": ("score a CSV/JSONL/text file with a bundle, run dir or .ckpt", _add_predict),
 }
 
 

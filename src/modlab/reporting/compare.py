@@ -42,6 +42,15 @@ class RunSummary:
     labels: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)  # the run's config, flattened to dotted keys
+    spread: dict = field(default_factory=dict)  # aggregated runs: the std of each metric over `count` runs
+    count: int = 1
+
+    def cell(self, key: str) -> str:
+        """A metric's value, as `mean ± std` for runs aggregated over seeds or folds."""
+        value = self.metrics.get(key)
+        if key in self.spread and value is not None and not math.isnan(value):
+            return f"{value:.3f}±{self.spread[key]:.3f}"
+        return fmt(value)
 
     def get(self, metric: str, label: str) -> float:
         value = self.metrics.get(f"{self.split}/{metric}/{label}")
@@ -66,7 +75,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def _natural(path: Path):
-    return [int(p) if p.isdigit() else p for p in path.parts]
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]  # 2 < 10; names after numbers
 
 
 def _read_config(run: RunDir) -> dict:
@@ -149,7 +158,43 @@ def judgement_columns(runs: list[RunSummary]) -> list[tuple[str, object]]:
     return out
 
 
-def load_runs(paths: list[str | Path], split: str | None = None, sort_by: str | None = None) -> list[RunSummary]:
+# What may differ between runs that are repeats of one config: their seed or their cross-validation fold.
+REPEAT_KEYS = ("seed", "data.fold", "data.split_seed", "dataset.reader.seed")
+
+
+def aggregate(runs: list[RunSummary]) -> list[RunSummary]:
+    """Runs that share a config except for REPEAT_KEYS become one summary: the mean of every metric, with
+    its standard deviation (ddof=1) in `spread`; single runs stay as they are."""
+    groups: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        key = repr(sorted((k, repr(v)) for k, v in r.params.items()
+                          if not k.startswith(NOT_PARAMS) and k not in REPEAT_KEYS))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for members in groups.values():
+        repeats = {tuple(repr(m.params.get(k)) for k in REPEAT_KEYS) for m in members}
+        if len(members) == 1 or not members[0].params or len(repeats) < len(members):  # not seeds/folds apart
+            out += members
+            continue
+        first, keys = members[0], set.intersection(*(set(m.metrics) for m in members))
+        metrics, spread = {}, {}
+        for key in keys:
+            values = np.array([np.nan if m.metrics[key] is None else float(m.metrics[key]) for m in members])
+            values = values[~np.isnan(values)]
+            metrics[key] = float(values.mean()) if len(values) else math.nan
+            if len(values) > 1:
+                spread[key] = float(values.std(ddof=1))
+        value = metrics.get(first.metric, math.nan) if first.metric else math.nan
+        params = {k: v for k, v in first.params.items() if k not in REPEAT_KEYS}
+        out.append(RunSummary(path=first.path, choices=first.choices, metric=first.metric, value=value,
+                              mode=first.mode, split=first.split, labels=first.labels, metrics=metrics,
+                              params=params, spread=spread, count=len(members)))
+    return out
+
+
+def load_runs(paths: list[str | Path], split: str | None = None, sort_by: str | None = None,
+              combine: bool = True) -> list[RunSummary]:
+    """The runs under `paths`, best first; with `combine`, repeats over seeds/folds as one mean ± std row."""
     runs = [load_run(p, split, sort_by) for p in find_runs(paths)]
     # an unknown --sort would rank every run NaN (silently unsorted): name it and what the runs do have
     if sort_by is not None and runs and not any(sort_by in r.metrics for r in runs):
@@ -159,6 +204,10 @@ def load_runs(paths: list[str | Path], split: str | None = None, sort_by: str | 
     common = Path(os.path.commonpath([r.path for r in runs])) if len(runs) > 1 else runs[0].path.parent
     for r in runs:
         r.name = str(r.path.relative_to(common)) if r.path != common else r.path.name
+    if combine:
+        runs = aggregate(runs)
+        for r in runs:
+            r.name += f" (mean of {r.count})" if r.count > 1 else ""
 
     def key(r: RunSummary):
         missing = math.isnan(r.value)
@@ -184,11 +233,11 @@ def rows(runs: list[RunSummary]) -> tuple[list[str], list[str], list[list[str]]]
     header = ["run", *groups, *params, metric_header or "optimized metric", *(h for h, _ in judged), *labels]
     body = []
     for r in runs:
-        value = fmt(r.value) if metric_header != "optimized metric" or r.metric is None else \
-            f"{r.metric}: {fmt(r.value)}"
+        value = r.cell(r.metric) if metric_header != "optimized metric" or r.metric is None else \
+            f"{r.metric}: {r.cell(r.metric)}"
         body.append([r.name, *(str(r.choices.get(g) or "-") for g in groups), *(_param(r.params.get(k)) for k in params),
                      value, *(fmt(get(r)) for _, get in judged),
-                     *(f"{fmt(r.get('auroc', n))} / {fmt(r.get(f1, n))}" for n in labels)])
+                     *(f"{r.cell(f'{r.split}/auroc/{n}')} / {r.cell(f'{r.split}/{f1}/{n}')}" for n in labels)])
     return header, labels, body
 
 
@@ -244,9 +293,10 @@ def markdown(runs: list[RunSummary], figure: str | None) -> str:
 
 
 def compare(paths: list[str | Path], out: str | Path | None = None, split: str | None = None,
-            sort_by: str | None = None, draw: bool = True, console: Console | None = None) -> Path:
+            sort_by: str | None = None, draw: bool = True, console: Console | None = None,
+            combine: bool = True) -> Path:
     """Print the table; write compare.md (+ compare.png) into `out` (default: the runs' common directory)."""
-    runs = load_runs(paths, split, sort_by)
+    runs = load_runs(paths, split, sort_by, combine)
     if out is None:
         out = os.path.commonpath([r.path for r in runs]) if len(runs) > 1 else runs[0].path
     out = Path(out)
