@@ -10,14 +10,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from conftest import FAST, ROOT
+
+from modlab.data.tokens import LengthGroupedSampler
+from modlab.training import resume_state
 
 
 class KillAt(L.Callback):
@@ -62,23 +67,20 @@ KILL = "+callbacks.kill={_target_: test_resume_exact.KillAt, epoch: 2, batch: 2}
 
 def test_sigkilled_run_resumed_from_last_ckpt_matches_the_uninterrupted_run(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    proc = train_py(*RUN, KILL, root=a)  # the same callback, which never fires past 4 epochs... see below
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]  # it does fire: A is the control below
-    # The control run: same overrides, no kill.
-    proc = train_py(*RUN, root=a)
+    proc = train_py(*RUN, root=a)  # A: never stopped
     assert proc.returncode == 0, proc.stderr[-3000:]
     reference = newest(a, "metrics.json")
 
-    proc = train_py(*RUN, KILL, root=b)
+    proc = train_py(*RUN, KILL, root=b)  # B: same seed, SIGKILLed in epoch 2
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-3000:])
     assert not list(b.rglob("metrics.json"))
     last = newest(b, "last.ckpt")
     saved = torch.load(last, map_location="cpu", weights_only=True)  # what every checkpoint reader does
-    assert saved["epoch"] == 1, saved["epoch"]  # killed in epoch 2, after epoch 1's checkpoints
+    assert saved["epoch"] == 1, saved["epoch"]  # epoch 1's checkpoint is the last complete one
     rng = saved["callbacks"]["RandomState"]["ranks"][0]
     assert rng["torch"].dtype == torch.uint8 and rng["numpy"]["keys"].shape == (624,)
 
-    proc = train_py(*RUN, KILL, f"ckpt_path={last}", root=b)
+    proc = train_py(*RUN, KILL, f"ckpt_path={last}", root=b)  # B resumed: same overrides
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected, got = read_metrics(reference), read_metrics(newest(b, "metrics.json"))
     assert got.keys() == expected.keys()
@@ -91,17 +93,26 @@ def test_sigkilled_run_resumed_from_last_ckpt_matches_the_uninterrupted_run(tmp_
     assert all(torch.equal(ours["state_dict"][k], v) for k, v in theirs["state_dict"].items())
 
 
-def test_the_length_grouped_order_is_a_function_of_seed_and_epoch():
-    import numpy as np
+def test_sampler_order_depends_on_seed_and_epoch_only():
+    lengths = np.random.default_rng(0).integers(3, 60, size=300)
+    sampler = LengthGroupedSampler(lengths, batch_size=16, seed=7, mega=4)
+    epochs = [list(sampler) for _ in range(3)]  # a plain loop: each pass is the next epoch
+    assert all(sorted(order) == list(range(300)) for order in epochs)
+    assert len({tuple(order) for order in epochs}) == 3
+    sampler.set_epoch(2)
+    assert list(sampler) == epochs[2] and list(sampler) == sampler.order(3)  # ... and then moves on
+    fresh = LengthGroupedSampler(lengths, batch_size=16, seed=7, mega=4)
+    fresh.set_epoch(1)  # a resumed run: Lightning sets the checkpoint's epoch, not 0
+    assert list(fresh) == epochs[1]
+    assert LengthGroupedSampler(lengths, batch_size=16, seed=8, mega=4).order(1) != epochs[1]
 
-    from modlab.data.tokens import LengthGroupedSampler
 
-    lengths = np.random.default_rng(0).integers(1, 60, size=500)
-    sampler = LengthGroupedSampler(lengths, batch_size=8, seed=3)
-    first, second = list(sampler), list(sampler)  # a plain loop moves on an epoch per iteration
-    assert first != second and sorted(first) == sorted(second) == list(range(500))
-    sampler.set_epoch(1)  # what Lightning does before epoch 1 of a resumed run
-    assert list(sampler) == second
-    resumed = LengthGroupedSampler(lengths, batch_size=8, seed=3)
-    resumed.set_epoch(0)
-    assert list(resumed) == first
+def test_generator_states_survive_a_weights_only_checkpoint(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    random.gauss(0, 1)  # a cached Gaussian in Python's state too
+    torch.save({"rng": resume_state.capture()}, tmp_path / "s.ckpt")
+    expected = (torch.rand(5), np.random.rand(5), random.random(), random.gauss(0, 1))
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    resume_state.restore(torch.load(tmp_path / "s.ckpt", weights_only=True)["rng"])
+    got = (torch.rand(5), np.random.rand(5), random.random(), random.gauss(0, 1))
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2:] == expected[2:]

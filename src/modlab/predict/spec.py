@@ -55,7 +55,8 @@ def _thresholds(run: RunDir | None, labels: list[str]) -> tuple[dict[str, float]
     if payload is None:
         where = "the checkpoint is outside a run dir" if run is None else f"{run.file(THRESHOLDS)} does not exist"
         return dict.fromkeys(labels, DEFAULT_THRESHOLD), DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} ({where})"
-    from modlab.evaluation import thresholds as thr  # torch and torchmetrics: only the PyTorch path needs them
+    # torch and torchmetrics: only the PyTorch path needs them
+    from modlab.evaluation import thresholds as thr
 
     payload = thr.parse(payload, labels, run.file(THRESHOLDS))
     values = thr.as_array(payload, labels)
