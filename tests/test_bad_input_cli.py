@@ -3,6 +3,7 @@ in-process through `run()` for most cases, plus a few real `python train.py` sub
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -26,18 +27,43 @@ def one_line(call, *parts: str) -> str:
     return message
 
 
-# (overrides, words the one-line error must contain)
+# (overrides, words the one-line error must contain): what the issue saw crash or pass silently, and the rest
+# of each schema's type / range / choice checks
 CONFIG_CASES = [
-    (["data.batch_size=abc"], ["data.batch_size", "abc", "wrong type"]),
-    (["data.batch_size=0"], ["data.batch_size=0", "must be > 0"]),
+    (["data.batch_size=abc"], ["data.batch_size='abc'", "wrong type", "an integer >= 1", "data.batch_size=32"]),
+    (["data.batch_size=0"], ["data.batch_size=0", "out of range", "an integer >= 1"]),
+    (["data.batch_size=32.5"], ["data.batch_size=32.5", "wrong type"]),
+    (["data.max_length=0"], ["data.max_length=0", "out of range", ">= 3"]),
+    (["data.max_length=1"], ["data.max_length=1", ">= 3"]),
+    (["data.val_size=1.5"], ["data.val_size=1.5", "in [0, 1)"]),
+    (["data.num_workers=-1"], ["data.num_workers=-1", ">= 0"]),
     (["optim.scheduler=bogus"], ["optim.scheduler='bogus'", "cosine", "linear"]),
-    (["trainer.max_epochs=abc"], ["trainer.max_epochs", "abc", "wrong type"]),
+    (["optim.scheduler=cosin"], ["optim.scheduler='cosin'", "did you mean cosine"]),
+    (["optim.lr=-0.1"], ["optim.lr=-0.1", "a number > 0"]),
+    (["optim.head_lr=0"], ["optim.head_lr=0", "a number > 0 or null"]),
+    (["optim.warmup_ratio=2"], ["optim.warmup_ratio=2", "in [0, 1]"]),
+    (["trainer.max_epochs=abc"], ["trainer.max_epochs='abc'", "wrong type", "an integer >= -1 or null"]),
+    (["trainer.max_steps=-5"], ["trainer.max_steps=-5", ">= -1"]),
+    (["trainer.accumulate_grad_batches=0"], ["trainer.accumulate_grad_batches=0", ">= 1"]),
+    (["loss=focal", "loss.gamma=-1"], ["loss.gamma=-1", "a number >= 0"]),
+    (["loss=focal", "loss.alpha=2"], ["loss.alpha=2", "in [0, 1]"]),
+    (["loss=weighted_bce", "loss.transform=cube"], ["loss.transform='cube'", "none, sqrt"]),
+    (["thresholds.objective=f2"], ["thresholds.objective='f2'", "f1, precision, recall"]),
+    (["thresholds.default=2"], ["thresholds.default=2", "in [0, 1]"]),
+    (["report.showcase=-1"], ["report.showcase=-1", ">= 0"]),
+    (["gate.fail=maybe"], ["gate.fail='maybe'", "true or false"]),
+    (["seed=abc"], ["seed='abc'", "an integer"]),
+    (["test=maybe"], ["test='maybe'", "true or false"]),
+    (["monitor.mode=maximum"], ["monitor.mode='maximum'", "did you mean max", "min, max"]),
     (["monitor.metric=val/auroc_marco"], ["monitor.metric='val/auroc_marco'", "did you mean", "val/auroc_macro"]),
-    (["data.max_length=0"], ["data.max_length=0", "must be > 0"]),
-    (["optim.lr=-0.1"], ["optim.lr=-0.1", "must be > 0"]),
-    (["loss=focal", "loss.gamma=-1"], ["loss.gamma=-1", "must be >= 0"]),
+    (["monitor.metric=val/f1"], ["monitor.metric='val/f1'", "never logged", "val/f1_macro"]),  # no bare val/f1
+    (["monitor.metric=val/f1_tuned_macro"], ["never logged"]),  # tuned after fitting, never logged during it
     (["optimized_metric=val/f1_macor"], ["optimized_metric='val/f1_macor'", "NaN", "val/f1_macro"]),
-    (["optimized_metric=auroc"], ["optimized_metric='auroc'", "NaN", "model/params"]),
+    (["optimized_metric=auroc"], ["optimized_metric='auroc'", "NaN", "model/"]),
+    (["optimized_metric=train/loss"], ["optimized_metric='train/loss'", "NaN", "val/test/"]),
+    (["test=false", "optimized_metric=test/auroc_macro"], ["'test/auroc_macro'", "test=false", "set test=true"]),
+    (["thresholds.tune=false", "optimized_metric=val/f1_tuned_macro"], ["'val/f1_tuned_macro'", "NaN"]),
+    (["bias.enabled=false", "optimized_metric=val/bias/final"], ["'val/bias/final'", "bias.enabled=true"]),
 ]
 
 
@@ -45,19 +71,66 @@ CONFIG_CASES = [
 def test_bad_config_is_one_line_before_data(train_cfg, overrides, words):
     cfg = train_cfg(*overrides)
     one_line(lambda: train.run(cfg), *words)
-    assert not (cfg.paths.output_dir and os.path.exists(os.path.join(cfg.paths.output_dir, "splits.json")))
+    assert not os.path.exists(cfg.paths.output_dir)  # failed before writing anything, config.yaml included
+
+
+EVAL_CASES = [
+    (["optimized_metric=val/auroc_macro"], ["'val/auroc_macro'", "eval.py writes test/"]),
+    (["optimized_metric=model/params"], ["'model/params'", "no model/"]),
+    (["data.eval_batch_size=0"], ["data.eval_batch_size=0", ">= 1"]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "words"), EVAL_CASES, ids=[" ".join(c[0]) for c in EVAL_CASES])
+def test_bad_eval_config_is_one_line_before_the_checkpoint_is_read(tmp_path, overrides, words):
+    from conftest import compose_config
+
+    cfg = compose_config("eval", [f"ckpt_path={tmp_path / 'missing.ckpt'}", *overrides], tmp_path / "eval")
+    one_line(lambda: score_checkpoint.run(cfg), *words)  # not "does not exist": the config is checked first
 
 
 def test_valid_metric_names_pass(train_cfg):
     from modlab import config_schema
 
-    for name in ("val/loss", "val/f1", "val/auprc_micro", "val/recall/toxic", "test/bias/final",
-                 "test/robust/leetspeak/auroc_macro", "model/latency_ms"):
-        cfg = train_cfg(f"optimized_metric={name}")
-        config_schema.check(cfg)
+    for name in ("val/loss", "val/f1_macro", "val/auprc_micro", "val/recall/toxic", "val/positives/toxic",
+                 "test/f1_tuned_macro", "test/precision_tuned/threat", "val/threshold/toxic", "test/bias/final",
+                 "test/robust/leetspeak/auroc_macro", "model/latency_ms", "test/examples"):
+        config_schema.check(train_cfg(f"optimized_metric={name}"))
+    for name in ("val/loss", "train/loss", "val/f1/toxic", "val/auprc_micro"):
+        config_schema.check(train_cfg(f"monitor.metric={name}"))
     config_schema.check(train_cfg("trainer.max_steps=40"))
+    # once the labels are known, a per-label name must name one of them
     one_line(lambda: config_schema.check_names(train_cfg("monitor.metric=val/f1/toxc"), ["toxic", "threat"]),
              "val/f1/toxc", "val/f1/toxic")
+    one_line(lambda: config_schema.check_names(train_cfg("optimized_metric=test/auroc/thret"), ["toxic", "threat"]),
+             "test/auroc/thret", "test/auroc/threat")
+
+
+def test_values_are_converted_to_the_schema_type(train_cfg):
+    from modlab import config_schema
+
+    cfg = train_cfg("data.batch_size='16'", "test='no'")
+    config_schema.check(cfg)
+    assert cfg.data.batch_size == 16 and cfg.test is False  # what the code reads is what was checked
+
+
+def test_schemas_name_real_config_keys(train_cfg):
+    """A schema field no config has is a check that never runs: renaming a key must update its schema."""
+    from omegaconf import OmegaConf
+
+    from modlab import config_schema
+
+    cfg = train_cfg(fast=False)
+    losses = [OmegaConf.load(p) for p in sorted((ROOT / "conf" / "loss").glob("*.yaml"))]
+    for block, schema in config_schema.SCHEMAS.items():
+        names = [f.name for f in dataclasses.fields(schema)]
+        if block == "loss":
+            missing = [n for n in names if not any(n in loss for loss in losses)]
+        elif block == "trainer":
+            missing = [n for n in names if n != "min_epochs" and n not in cfg.trainer]  # min_epochs: Lightning's
+        else:
+            missing = [n for n in names if n not in (cfg if block is None else cfg[block])]
+        assert not missing, (block, missing)
 
 
 def _bad_ckpts(tmp_path):
@@ -99,24 +172,35 @@ def test_max_steps_partial_epoch_validates_and_writes_metrics(train_cfg):
     assert os.path.exists(os.path.join(run_dir, "checkpoints", "best.ckpt"))
 
 
+# (script, overrides): one of each kind (type, choice, metric name, unreadable checkpoint) as a user runs it
 SUBPROCESS_CASES = [
-    ["data.batch_size=abc"],
-    ["optim.scheduler=bogus"],
-    ["monitor.metric=val/auroc_marco"],
+    ("train.py", ["data.batch_size=abc"]),
+    ("train.py", ["optim.scheduler=bogus"]),
+    ("train.py", ["monitor.metric=val/auroc_marco"]),
+    ("eval.py", ["ckpt_path={text_ckpt}"]),
 ]
 
 
-def test_train_py_exits_2_with_one_error_line(tmp_path):
-    """Real `python train.py` runs, started together (each spends its time importing torch)."""
+def test_entry_points_exit_2_with_one_error_line_and_no_outputs(tmp_path):
+    """Real `python train.py` / `python eval.py` runs, started together (each spends its time importing torch):
+    exit 2, one `error:` line, no traceback, and nothing in the run dir beyond Hydra's config and the log."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", MODLAB_ROOT=str(tmp_path))
-    procs = [subprocess.Popen([sys.executable, "train.py", "backbone.tiny=true", *o], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for o in SUBPROCESS_CASES]
-    for overrides, proc in zip(SUBPROCESS_CASES, procs, strict=True):
+    text_ckpt = tmp_path / "text.ckpt"
+    text_ckpt.write_text("this is not a checkpoint\n")
+    procs = []
+    for i, (script, overrides) in enumerate(SUBPROCESS_CASES):
+        args = [o.format(text_ckpt=text_ckpt) for o in overrides] + [f"hydra.run.dir={tmp_path / f'run{i}'}"]
+        procs.append(subprocess.Popen([sys.executable, script, "backbone.tiny=true", *args], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for i, ((_, overrides), proc) in enumerate(zip(SUBPROCESS_CASES, procs, strict=True)):
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 2, (overrides, stderr[-2000:])
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and overrides[0].split("=")[0] in errors[0], (overrides, stderr[-2000:])
+        key = overrides[0].split("=")[0]
+        assert len(errors) == 1 and key in errors[0], (overrides, stderr[-2000:])
         assert "Traceback" not in stderr
+        left = sorted(p.name for p in (tmp_path / f"run{i}").iterdir())
+        assert set(left) <= {".hydra", "train.log", "eval.log"}, (overrides, left)
 
 
 # --- data files ---------------------------------------------------------------------------------------------

@@ -240,11 +240,11 @@ def test_a_server_that_never_answers_costs_at_most_init_timeout(train_cfg, monke
     try:
         started = time.monotonic()
         cfg, loggers, logger = wandb_logger(train_cfg, "logger.wandb.init_timeout=3")
+        finish_loggers(loggers)
         elapsed = time.monotonic() - started
         assert logger is not None and logger.mode == "offline"
-        assert elapsed < 3 + 12, elapsed  # the bound plus an offline start; today's hang was ~41 s at 30
+        assert elapsed < 3 + 6, elapsed  # the bound plus an offline start; without the probe: 14.6 s at 3
         assert any("did not answer within init_timeout=3" in r.getMessage() for r in caplog.records)
-        finish_loggers(loggers)
     finally:
         stop.set()
         thread.join()

@@ -110,14 +110,22 @@ def _add_compare(parser) -> None:
                         help="split of the per-label columns (default: test when the run has it)")
     parser.add_argument("--sort", default=None, help="metric to rank by (default: each run's optimized_metric)")
     parser.add_argument("--no-plot", action="store_true", help="skip compare.png")
-    parser.add_argument("--each", action="store_true",
+    parser.add_argument("--each", "--no-aggregate", action="store_true",
                         help="one row per run (default: repeats over seeds/folds as one mean ± std row)")
+    parser.add_argument("--paired", action="store_true",
+                        help="A B: print A - B of the --sort metric with a 95%% interval (paired t over shared "
+                             "folds/seeds; one run each: a bootstrap of ROC-AUC over the test rows)")
+    parser.add_argument("--resamples", type=int, default=1000, help="--paired bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="--paired bootstrap seed (default 0)")
     parser.set_defaults(handler=_compare)
 
 
 def _compare(args) -> int:
-    from modlab.reporting.compare import compare
+    from modlab.reporting.compare import compare, paired
 
+    if args.paired:
+        paired(args.paths, split=args.split, sort_by=args.sort, resamples=args.resamples, seed=args.seed)
+        return 0
     compare(args.paths, out=args.out, split=args.split, sort_by=args.sort, draw=not args.no_plot,
             combine=not args.each)
     return 0
@@ -226,6 +234,9 @@ The commands below work on data and on finished run dirs."""
 EXAMPLES = """examples:
   modlab data synth --out synth.jsonl --size 5000     write synthetic data to inspect or train on
   modlab compare outputs/train/multiruns/<time>       a table (and compare.md/.png) of finished runs
+  modlab compare <runs of A> <runs of B> --paired     A - B = d [lo, hi]: is A really better?
+  modlab baseline tfidf dataset=jigsaw dataset.path=..  TF-IDF + logistic regression on a run's splits
+  modlab sync outputs                                 upload every offline W&B run
   modlab export outputs/train/runs/<time> --precision int8    an ONNX bundle (model.onnx + modlab.json)
   modlab predict <bundle> --input comments.csv --output scores.csv   score a file, streamed
 run `modlab <command> --help` for a command's options."""

@@ -1,9 +1,19 @@
 """Validate a composed train/eval config before any data is read: one-line ModlabErrors naming the key, the
-bad value and the fix.
+bad value, what the key takes and an example.
 
-Types come from OmegaConf structured configs (dataclass schemas merged onto the user's values, so
-`data.batch_size=abc` fails with OmegaConf's own type check); ranges and names are checked in `check`, the
-one place that knows them.
+Types come from OmegaConf structured configs: one dataclass per block modlab owns (data, optim, thresholds,
+gate, report, monitor, the typed trainer and loss knobs, and the top-level seed/test/ckpt_path). Each value
+the user's config holds is assigned to the block's structured config, so OmegaConf's own type check and
+conversion decide (`data.batch_size=abc` fails, `'32'` becomes 32); ranges and choices sit next to the type
+in the field's metadata. The schemas are open: a key they do not type is left as it is, since the blocks
+grow with features and Hydra's struct mode already rejects unknown keys at compose time.
+
+Why not Hydra's ConfigStore: Hydra would reject `data.batch_size=abc` while composing, before modlab's
+`one_line_errors` wrapper runs, printing several lines and exiting 1; the contract is one `error:` line and
+exit 2. So `check()` runs as the first line of `run()` (train and eval).
+
+Metric names are checked here as well: `monitor.metric` against what a run logs while fitting (a typo would
+only fail after a whole epoch), `optimized_metric` against what metrics.json holds (a typo returns NaN).
 """
 
 from __future__ import annotations
@@ -11,69 +21,21 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from modlab.errors import ModlabError
 
 log = logging.getLogger(__name__)
 
-METRICS = ("f1", "precision", "recall", "auroc", "auprc")
-
-
-@dataclass
-class DataSchema:
-    max_length: int = 128
-    batch_size: int = 32
-    eval_batch_size: int = 128
-
-
-@dataclass
-class OptimSchema:
-    lr: float = 5e-5
-    head_lr: float | None = None
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
-    scheduler: str = "linear"
-
-
-@dataclass
-class TrainerSchema:
-    max_epochs: int | None = None
-    max_steps: int = -1
-
-
-# block name -> its schema; only the typed keys are checked, the rest of each block is left as it is.
-SCHEMAS = {"data": DataSchema, "optim": OptimSchema, "trainer": TrainerSchema}
-
-
-def _types(cfg: DictConfig) -> None:
-    for block, schema in SCHEMAS.items():
-        given = cfg.get(block)
-        if given is None:
-            continue
-        fields = schema.__dataclass_fields__
-        values = {k: given[k] for k in fields if k in given}
-        try:
-            OmegaConf.merge(OmegaConf.structured(schema), values)
-        except OmegaConfBaseException as err:
-            key = getattr(err, "full_key", "") or "?"
-            raise ModlabError(f"{block}.{key}={values.get(key)!r} has the wrong type: it must be "
-                              f"{fields[key].type if key in fields else 'a number'}; "
-                              f"fix the override {block}.{key}=...") from None
-
-
-def _positive(key: str, value: Any, minimum: float, strict: bool) -> None:
-    if value is None:
-        return
-    if value < minimum or (strict and value == minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ModlabError(f"{key}={value} is out of range: it must be {bound}")
+METRICS = ("f1", "precision", "recall", "auroc", "auprc")  # at 0.5, logged every validation epoch
+TUNED = ("f1_tuned", "precision_tuned", "recall_tuned")    # at the tuned thresholds: metrics.json only
+OBJECTIVES = ("f1", "precision", "recall")                  # modlab.evaluation.thresholds.OBJECTIVES
 
 
 def _schedulers() -> list[str]:
@@ -82,73 +44,246 @@ def _schedulers() -> list[str]:
     return [s.value for s in SchedulerType]
 
 
-def _ranges(cfg: DictConfig) -> None:
-    data, optim = cfg.get("data") or {}, cfg.get("optim") or {}
-    _positive("data.batch_size", data.get("batch_size"), 0, strict=True)
-    _positive("data.eval_batch_size", data.get("eval_batch_size"), 0, strict=True)
-    _positive("data.max_length", data.get("max_length"), 0, strict=True)
-    _positive("optim.lr", optim.get("lr"), 0, strict=True)
-    _positive("optim.head_lr", optim.get("head_lr"), 0, strict=True)
-    _positive("trainer.max_steps", (cfg.get("trainer") or {}).get("max_steps"), -1, strict=False)
-    _positive("optim.weight_decay", optim.get("weight_decay"), 0, strict=False)
-    loss = cfg.get("loss") or {}
-    if "gamma" in loss:
-        _positive("loss.gamma", loss.get("gamma"), 0, strict=False)
-    scheduler = optim.get("scheduler")
-    if scheduler is not None:
-        names = _schedulers()
-        if scheduler not in names:
-            raise ModlabError(f"optim.scheduler={scheduler!r} is not a transformers scheduler; use one of: "
-                              + ", ".join(names))
+def spec(eg: Any, *, low: float | None = None, high: float | None = None, above: float | None = None,
+         below: float | None = None, choices=None) -> Any:
+    """A schema field: no default (the YAML holds those), an example for the message, a range or choices
+    (a tuple, or a function returning one)."""
+    return field(default=MISSING, metadata=dict(eg=eg, low=low, high=high, above=above, below=below,
+                                                choices=choices))
 
 
-def monitor_pattern(name: str, labels: list[str] | None, prefix: str = "val") -> bool:
-    """Whether `name` is a key a run logs under `prefix`: <prefix>/loss, <prefix>/<metric>[_macro|_micro],
-    <prefix>/<metric>/<label> (any label when `labels` is None)."""
-    if name == f"{prefix}/loss":
+@dataclass
+class RunSchema:  # top-level keys
+    seed: int = spec(42)
+    test: bool = spec("true")
+    ckpt_path: str | None = spec("outputs/train/runs/<run>/checkpoints/last.ckpt")
+
+
+@dataclass
+class DataSchema:
+    # BERT/RoBERTa-style tokenizers add 2 special tokens; below 3 the tokenizer silently skips truncation, so
+    # a long text keeps all its tokens and overflows the model's positions
+    max_length: int = spec(128, low=3)
+    batch_size: int = spec(32, low=1)
+    eval_batch_size: int = spec(128, low=1)
+    num_workers: int = spec(0, low=0)
+    val_size: float = spec(0.1, low=0, below=1)
+    test_size: float = spec(0.1, low=0, below=1)
+    split_seed: int = spec(42)
+    splits_file: str | None = spec("outputs/train/runs/<run>/splits.json")
+    folds: int | None = spec(5, low=2)
+    fold: int = spec(0, low=0)
+    length_grouping: bool = spec("true")
+    pad_to_multiple_of: int | None = spec(8, low=1)
+    cache_dir: str | None = spec("~/.cache/modlab/tokens")
+
+
+@dataclass
+class OptimSchema:
+    lr: float = spec(5e-5, above=0)
+    head_lr: float | None = spec(1e-3, above=0)
+    weight_decay: float = spec(0.01, low=0)
+    warmup_steps: int = spec(0, low=0)
+    warmup_ratio: float = spec(0.1, low=0, high=1)
+    scheduler: str = spec("linear", choices=_schedulers)
+    log_grad_norm: bool = spec("false")
+
+
+@dataclass
+class ThresholdsSchema:
+    tune: bool = spec("true")
+    objective: str = spec("f1", choices=OBJECTIVES)
+    target: float | None = spec(0.9, above=0, high=1)
+    default: float = spec(0.5, low=0, high=1)
+
+
+@dataclass
+class GateSchema:  # min_f1 / at_least / at_most take numbers or maps: modlab.evaluation.gate checks them
+    tuned: bool = spec("true")
+    fail: bool = spec("false")
+
+
+@dataclass
+class ReportSchema:
+    enabled: bool = spec("true")
+    predictions: bool = spec("true")
+    showcase: int = spec(5, low=0)
+
+
+@dataclass
+class MonitorSchema:
+    metric: str = spec("val/auroc_macro")
+    mode: str = spec("max", choices=("min", "max"))
+
+
+@dataclass
+class TrainerSchema:  # the Lightning knobs modlab's configs set; others go to Lightning as they are
+    max_epochs: int | None = spec(3, low=-1)
+    min_epochs: int | None = spec(1, low=0)
+    max_steps: int = spec(40, low=-1)
+    accumulate_grad_batches: int = spec(1, low=1)
+    gradient_clip_val: float | None = spec(1.0, low=0)
+    log_every_n_steps: int = spec(10, low=1)
+    num_sanity_val_steps: int = spec(0, low=-1)
+
+
+@dataclass
+class LossSchema:  # the keys of conf/loss/*.yaml; each loss has some of them
+    gamma: float = spec(2.0, low=0)
+    alpha: float | None = spec(0.25, low=0, high=1)
+    transform: str = spec("none", choices=("none", "sqrt"))
+    max_weight: float | None = spec(10.0, above=0)
+
+
+# block (None: the top level) -> its schema
+SCHEMAS: dict[str | None, type] = {
+    None: RunSchema, "data": DataSchema, "optim": OptimSchema, "thresholds": ThresholdsSchema,
+    "gate": GateSchema, "report": ReportSchema, "monitor": MonitorSchema, "trainer": TrainerSchema,
+    "loss": LossSchema,
+}
+WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected(hint, meta: dict) -> str:
+    """'an integer >= 1', 'a number in (0, 1]', 'one of min, max', with ' or null' when optional."""
+    args = typing.get_args(hint)
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    text = WORDS.get(base, getattr(base, "__name__", str(base)))
+    low = (meta["low"], "[") if meta["low"] is not None else (meta["above"], "(")
+    high = (meta["high"], "]") if meta["high"] is not None else (meta["below"], ")")
+    if low[0] is not None and high[0] is not None:
+        text += f" in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+    elif low[0] is not None:
+        text += f" {'>=' if low[1] == '[' else '>'} {low[0]:g}"
+    elif high[0] is not None:
+        text += f" {'<=' if high[1] == ']' else '<'} {high[0]:g}"
+    return text + (" or null" if type(None) in args else "")
+
+
+def _in_range(value, meta: dict) -> bool:
+    if value is None or isinstance(value, (str, bool)):
         return True
-    m = re.fullmatch(rf"{prefix}/({'|'.join(METRICS)})(_macro|_micro)?", name)
+    return not ((meta["low"] is not None and value < meta["low"])
+                or (meta["above"] is not None and value <= meta["above"])
+                or (meta["high"] is not None and value > meta["high"])
+                or (meta["below"] is not None and value >= meta["below"]))
+
+
+def _check_block(cfg: DictConfig, block: str | None, schema: type) -> None:
+    node = cfg if block is None else cfg.get(block)
+    if not isinstance(node, DictConfig):
+        return
+    typed, hints = OmegaConf.structured(schema), typing.get_type_hints(schema)
+    for f in fields(schema):
+        if f.name not in node or OmegaConf.is_missing(node, f.name):
+            continue  # absent from this config (e.g. gamma outside focal), or mandatory and checked by run()
+        key, value, meta = f"{block}.{f.name}" if block else f.name, node[f.name], f.metadata
+        expected = _expected(hints[f.name], meta)
+        try:
+            typed[f.name] = value
+        except OmegaConfBaseException:
+            raise ModlabError(f"{key}={value!r} has the wrong type: {key} takes {expected}; "
+                              f"e.g. {key}={meta['eg']}") from None
+        converted = typed[f.name]
+        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        if choices is not None and converted is not None and converted not in choices:
+            near = difflib.get_close_matches(str(converted), choices, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise ModlabError(f"{key}={converted!r} is not one of its choices: {hint}use one of {', '.join(choices)}")
+        if not _in_range(converted, meta):
+            raise ModlabError(f"{key}={converted!r} is out of range: {key} takes {expected}; e.g. {key}={meta['eg']}")
+        if type(converted) is not type(value):
+            node[f.name] = converted  # '32' -> 32, 'no' -> False: what the code reads is what was checked
+
+
+# --- metric names ------------------------------------------------------------------------------------------
+
+def _label_part(name: str, labels: list[str] | None) -> bool:
+    return bool(name) and (labels is None or name in labels)
+
+
+def logged_while_fitting(name: str, labels: list[str] | None) -> bool:
+    """Whether the module logs `name` during fit (what checkpointing and early stopping can watch):
+    val/loss, train/loss, val/examples, val/<metric>_macro|_micro, val/<metric>/<label>, val/positives/<label>
+    (any label when `labels` is None)."""
+    if name in ("val/loss", "train/loss", "val/examples"):
+        return True
+    if re.fullmatch(rf"val/({'|'.join(METRICS)})_(macro|micro)", name):
+        return True
+    m = re.fullmatch(rf"val/({'|'.join(METRICS)}|positives)/(.+)", name)
+    return bool(m) and _label_part(m.group(2), labels)
+
+
+def in_metrics_json(name: str, labels: list[str] | None, split: str, tuned: bool) -> bool:
+    """Whether `<split>/...` is a per-split key of metrics.json (modlab.evaluation.metrics, thresholds)."""
+    aggregate = METRICS + (TUNED if tuned else ())
+    if name in (f"{split}/loss", f"{split}/examples"):
+        return True
+    if re.fullmatch(rf"{split}/({'|'.join(aggregate)})_(macro|micro)", name):
+        return True
+    m = re.fullmatch(rf"{split}/({'|'.join(aggregate)}|positives)/(.+)", name)
     if m:
-        return True
-    m = re.fullmatch(rf"{prefix}/({'|'.join(METRICS)})/(.+)", name)
-    return bool(m) and (labels is None or m.group(2) in labels)
+        return _label_part(m.group(2), labels)
+    m = re.fullmatch(r"val/threshold/(.+)", name)  # the tuned thresholds are val/ whatever split is scored
+    return bool(m) and tuned and _label_part(m.group(1), labels)
 
 
-def _valid_names(labels: list[str] | None, prefix: str = "val") -> list[str]:
-    out = [f"{prefix}/loss"] + [f"{prefix}/{m}{s}" for m in METRICS for s in ("", "_macro", "_micro")]
-    return out + [f"{prefix}/{m}/{lab}" for m in METRICS for lab in (labels or [])]
+def _names(split: str, labels: list[str] | None, tuned: bool) -> list[str]:
+    aggregate = METRICS + (TUNED if tuned else ())
+    out = [f"{split}/loss"] + [f"{split}/{m}_{s}" for m in aggregate for s in ("macro", "micro")]
+    return out + [f"{split}/{m}/{label}" for m in aggregate for label in (labels or [])]
+
+
+def _did_you_mean(name: str, candidates: list[str], example: str) -> str:
+    near = difflib.get_close_matches(name, candidates, n=3)
+    return f"did you mean {', '.join(near)}?" if near else f"e.g. {example}"
 
 
 def _monitor(cfg: DictConfig, labels: list[str] | None) -> None:
-    metric = (cfg.get("monitor") or {}).get("metric")
-    if metric is None or monitor_pattern(str(metric), labels):
+    monitor = cfg.get("monitor") or {}
+    metric = monitor.get("metric")
+    if labels is None and str(metric).endswith("loss") and monitor.get("mode") == "max":
+        log.warning("monitor.metric=%s with monitor.mode=max keeps the checkpoint with the HIGHEST loss; "
+                    "set monitor.mode=min", metric)
+    if metric is None or logged_while_fitting(str(metric), labels):
         return
-    near = difflib.get_close_matches(str(metric), _valid_names(labels), n=3)
-    hint = f"did you mean {', '.join(near)}?" if near else "e.g. val/auroc_macro, val/f1_micro, val/loss"
-    raise ModlabError(f"monitor.metric={metric!r} is never logged by a run (checkpointing and early stopping "
-                      f"would find nothing): {hint}")
+    hint = _did_you_mean(str(metric), _names("val", labels, tuned=False), "val/auroc_macro, val/f1_micro, val/loss")
+    raise ModlabError(f"monitor.metric={metric!r} is never logged while training, so checkpointing and early "
+                      f"stopping would fail after the first epoch: {hint}")
 
 
-OPTIMIZED = re.compile(r"(model/(params|latency_ms)|(val|test|train|all)/.+)")
-
-
-def _optimized(cfg: DictConfig, labels: list[str] | None) -> None:
+def _optimized(cfg: DictConfig, labels: list[str] | None, task: str) -> None:
+    """Each optimized_metric must be a key metrics.json will hold: train writes val/ (and test/ with
+    test=true) plus model/; eval writes test/ only, whatever split it scores."""
     names = cfg.get("optimized_metric")
     if names is None:
         return
+    splits = ("test",) if task == "eval" else (("val", "test") if cfg.get("test", True) else ("val",))
+    # train tunes thresholds with thresholds.tune; eval applies a run's thresholds.json, if it has one
+    tuned = task == "eval" or bool((cfg.get("thresholds") or {}).get("tune", True))
+    sections = {s: bool((cfg.get(s) or {}).get("enabled", True)) for s in ("bias", "robust")}
     for name in [names] if isinstance(names, str) else list(names):
-        name = str(name)
-        split = name.split("/", 1)[0]
-        if not OPTIMIZED.fullmatch(name):
-            raise ModlabError(f"optimized_metric={name!r} is no metric a run produces (it would return NaN): "
-                              "use val/..., test/..., <split>/bias/..., <split>/robust/..., model/params "
-                              "or model/latency_ms, e.g. optimized_metric=val/auroc_macro")
-        rest = name.split("/", 1)[1] if "/" in name else ""
-        if split in ("val", "test", "train", "all") and not rest.startswith(("bias/", "robust/")) \
-                and not monitor_pattern(name, labels, prefix=split) and rest != "loss":
-            near = difflib.get_close_matches(name, _valid_names(labels, split), n=3)
-            raise ModlabError(f"optimized_metric={name!r} is no metric a run produces (it would return NaN): "
-                              f"{'did you mean ' + ', '.join(near) + '?' if near else 'e.g. ' + split + '/auroc_macro'}")
+        name, split = str(name), str(name).split("/", 1)[0]
+        problem = None
+        if name in ("model/params", "model/latency_ms"):
+            problem = "eval.py writes no model/ metrics" if task == "eval" else None
+        elif split in ("val", "test") and split not in splits and not name.startswith("val/threshold/"):
+            problem = ("eval.py writes test/ keys whatever split it scores" if task == "eval"
+                       else "test=false scores no test split; set test=true or use val/...")
+        elif split in splits and name.split("/")[1:2] in (["bias"], ["robust"]):
+            section = name.split("/")[1]
+            if not sections[section]:
+                problem = f"{section}.enabled=false writes no {split}/{section}/ keys; set {section}.enabled=true"
+        elif split in splits or name.startswith("val/threshold/"):
+            if not in_metrics_json(name, labels, split, tuned):
+                candidates = [n for s in splits for n in _names(s, labels, tuned)]
+                problem = _did_you_mean(name, candidates, f"{splits[0]}/auroc_macro")
+        else:
+            problem = (f"metric keys start with {'/'.join(splits)}/"
+                       + ("" if task == "eval" else " or model/ (params, latency_ms)")
+                       + f", e.g. optimized_metric={splits[0]}/auroc_macro")
+        if problem:
+            raise ModlabError(f"optimized_metric={name!r} is no metric this run writes (it would return NaN): {problem}")
 
 
 class ValidateAtMaxSteps(Callback):
@@ -161,19 +296,20 @@ class ValidateAtMaxSteps(Callback):
             trainer.should_stop = True
 
 
-def check(cfg: DictConfig) -> None:
-    """Types, ranges and metric names of a composed config; labels are not known yet, so any label passes.
-    A `trainer.max_steps` run also gets the ValidateAtMaxSteps callback (recorded in its config.yaml)."""
-    _types(cfg)
-    _ranges(cfg)
+def check(cfg: DictConfig, task: str = "train") -> None:
+    """Types, ranges and metric names of a composed config (`task`: train or eval); labels are not known
+    yet, so any label name passes until `check_names`. A `trainer.max_steps` run also gets the
+    ValidateAtMaxSteps callback (recorded in its config.yaml)."""
+    for block, schema in SCHEMAS.items():
+        _check_block(cfg, block, schema)
     _monitor(cfg, None)
-    _optimized(cfg, None)
+    _optimized(cfg, None, task)
     if (cfg.get("trainer") or {}).get("max_steps", -1) > 0 and cfg.get("callbacks") is not None:
         with open_dict(cfg):
             cfg.callbacks.validate_at_max_steps = {"_target_": f"{__name__}.ValidateAtMaxSteps"}
 
 
-def check_names(cfg: DictConfig, labels: list[str]) -> None:
+def check_names(cfg: DictConfig, labels: list[str], task: str = "train") -> None:
     """The metric names again, once the taxonomy is known: a per-label name must name one of its labels."""
     _monitor(cfg, list(labels))
-    _optimized(cfg, list(labels))
+    _optimized(cfg, list(labels), task)

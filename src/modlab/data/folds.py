@@ -23,6 +23,9 @@ from modlab.errors import ModlabError
 def check_fold_args(folds: int | None, fold: int, splits_file: str | None = None) -> None:
     """One-line errors for a bad `data.folds` / `data.fold`, and for folds combined with a foreign splits file."""
     if folds is None:
+        if fold not in (0, None):  # a fold of nothing would silently train on the plain splits
+            raise ModlabError(f"data.fold={fold} needs data.folds=K (the number of folds); e.g. data.folds=5 "
+                              f"data.fold={fold}")
         return
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ModlabError(f"data.folds={folds} must be an integer >= 2 (or null for no folds); e.g. data.folds=5")

@@ -90,7 +90,7 @@ def check_no_training_rows(ids: list[str], run: RunDir | None, split: str, same_
 def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     from modlab.training.train import optimized_value
 
-    config_schema.check(cfg)  # bad types, ranges and metric names fail before the checkpoint is read
+    config_schema.check(cfg, task="eval")  # bad types, ranges and metric names fail before the checkpoint is read
     try:
         ckpt_arg = cfg.ckpt_path
     except MissingMandatoryValue:

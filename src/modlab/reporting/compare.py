@@ -19,11 +19,12 @@ from rich.table import Table
 
 from modlab.errors import ModlabError
 from modlab.io import atomic_write_text
+from modlab.reporting import statistics
 from modlab.reporting.console import print_wide
 from modlab.reporting.figures import figure, save_figure
 from modlab.reporting.tables import format_value as fmt
 from modlab.reporting.tables import markdown_table
-from modlab.rundir import METRICS, RunDir
+from modlab.rundir import METRICS, PREDICTIONS, RunDir
 from modlab.tracking.runinfo import CHOICE_GROUPS, merge_choices
 
 MARKDOWN = "compare.md"
@@ -162,28 +163,37 @@ def judgement_columns(runs: list[RunSummary]) -> list[tuple[str, object]]:
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed", "dataset.reader.seed")
 
 
-def aggregate(runs: list[RunSummary]) -> list[RunSummary]:
-    """Runs that share a config except for REPEAT_KEYS become one summary: the mean of every metric, with
-    its standard deviation (ddof=1) in `spread`; single runs stay as they are."""
+def repeat_key(run: RunSummary) -> tuple:
+    """What tells repeats of one config apart (their seeds and fold), as comparable values."""
+    return tuple(repr(run.params.get(k)) for k in REPEAT_KEYS)
+
+
+def config_groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """Runs by their config without REPEAT_KEYS (and without paths, loggers, names: NOT_PARAMS)."""
     groups: dict[str, list[RunSummary]] = {}
     for r in runs:
         key = repr(sorted((k, repr(v)) for k, v in r.params.items()
                           if not k.startswith(NOT_PARAMS) and k not in REPEAT_KEYS))
         groups.setdefault(key, []).append(r)
+    return groups
+
+
+def aggregate(runs: list[RunSummary]) -> list[RunSummary]:
+    """Runs that share a config except for REPEAT_KEYS become one summary: the mean of every metric, with
+    its standard deviation (ddof=1) in `spread`; single runs stay as they are."""
     out = []
-    for members in groups.values():
-        repeats = {tuple(repr(m.params.get(k)) for k in REPEAT_KEYS) for m in members}
+    for members in config_groups(runs).values():
+        repeats = {repeat_key(m) for m in members}
         if len(members) == 1 or not members[0].params or len(repeats) < len(members):  # not seeds/folds apart
             out += members
             continue
         first, keys = members[0], set.intersection(*(set(m.metrics) for m in members))
         metrics, spread = {}, {}
         for key in keys:
-            values = np.array([np.nan if m.metrics[key] is None else float(m.metrics[key]) for m in members])
-            values = values[~np.isnan(values)]
-            metrics[key] = float(values.mean()) if len(values) else math.nan
-            if len(values) > 1:
-                spread[key] = float(values.std(ddof=1))
+            summary = statistics.summarize(m.metrics[key] for m in members)
+            metrics[key] = summary.mean
+            if summary.n > 1:
+                spread[key] = summary.std
         value = metrics.get(first.metric, math.nan) if first.metric else math.nan
         params = {k: v for k, v in first.params.items() if k not in REPEAT_KEYS}
         out.append(RunSummary(path=first.path, choices=first.choices, metric=first.metric, value=value,
@@ -306,3 +316,121 @@ def compare(paths: list[str | Path], out: str | Path | None = None, split: str |
     path = atomic_write_text(out / MARKDOWN, markdown(runs, figure))
     console.print(f"wrote {path}" + (f" and {out / FIGURE}" if figure else ""))
     return path
+
+
+# --- `modlab compare A B --paired`: is the difference real? -----------------------------------------------
+
+def paired(paths: list[str | Path], split: str | None = None, sort_by: str | None = None,
+           resamples: int = statistics.RESAMPLES, seed: int = 0, console: Console | None = None):
+    """Print `A - B = d [lo, hi]` (95% interval) of the sort metric (default: A's optimized metric).
+
+    Two paths are A and B; one path must hold exactly two configs. Repeats over folds/seeds on both sides:
+    a paired t-interval over the folds/seeds they share (statistics.paired_t). One run on each side: a
+    paired bootstrap of ROC-AUC over the rows both predictions.csv hold (statistics.paired_bootstrap).
+    """
+    (a, b), names = _sides([Path(p) for p in paths], split, sort_by)
+    metric = sort_by or a[0].metric
+    if metric is None:
+        raise ModlabError("the runs name no optimized_metric; pass --sort <metric>, e.g. --sort val/auroc_macro")
+    if len(a) == 1 and len(b) == 1:
+        metric, result = _bootstrap(a[0], b[0], metric, resamples, seed)
+        mode = "max"
+    elif len(a) > 1 and len(b) > 1:
+        result, mode = _paired_t(a, b, metric), a[0].mode
+    else:
+        raise ModlabError(f"A has {len(a)} run(s) and B {len(b)}: --paired compares one run with one run "
+                          "(bootstrap over test rows) or repeats with repeats over the same folds/seeds")
+    console = console or Console()
+    pct = f"{result.confidence:.0%}"
+    extra = (f", p={result.p_value:.3g}" if result.p_value is not None else "") + \
+        (f", {result.undefined} undefined resamples left out" if result.undefined else "")
+    console.print(f"{metric}: A - B = {result.estimate:+.4f} [{result.low:+.4f}, {result.high:+.4f}]  "
+                  f"({pct} interval, {result.method}, n={result.n}{extra})", markup=False, highlight=False,
+                  soft_wrap=True)
+    for letter, side, name in zip("AB", (a, b), names, strict=True):
+        mean = statistics.summarize(r.metrics.get(metric) for r in side)
+        console.print(f"  {letter} = {name}: {fmt(mean.mean)}" + (f" (mean of {mean.n})" if mean.n > 1 else ""),
+                      markup=False, highlight=False, soft_wrap=True)
+    if result.excludes_zero:
+        better = "A" if (result.estimate > 0) == (mode == "max") else "B"
+        console.print(f"{better} is better: the {pct} interval excludes 0", markup=False)
+    else:
+        console.print(f"no difference shown: the {pct} interval contains 0", markup=False)
+    return result
+
+
+def _sides(paths: list[Path], split, sort_by) -> tuple[list[list[RunSummary]], list[str]]:
+    """(A's runs, B's runs) and their names; each side is one config."""
+    if len(paths) == 2:
+        sides = [load_runs([p], split, sort_by, combine=False) for p in paths]
+        for path, runs in zip(paths, sides, strict=True):
+            if len(config_groups(runs)) > 1:
+                raise ModlabError(f"{path} holds runs of {len(config_groups(runs))} configs; --paired compares one "
+                                  "config with another: pass one config's runs (or one run) as A and as B")
+        return sides, [str(p) for p in paths]
+    if len(paths) == 1:
+        groups = list(config_groups(load_runs(paths, split, sort_by, combine=False)).values())
+        if len(groups) != 2:
+            raise ModlabError(f"{paths[0]} holds runs of {len(groups)} configs; --paired needs two: pass A and B "
+                              "as two paths")
+        keys = swept([groups[0][0], groups[1][0]])
+        names = [", ".join(f"{k}={_param(g[0].params.get(k))}" for k in keys) or g[0].name for g in groups]
+        return groups, names
+    raise ModlabError(f"--paired compares two sides, got {len(paths)} paths; pass A B (two run dirs, or two dirs "
+                      "of runs over the same folds/seeds)")
+
+
+def _paired_t(a: list[RunSummary], b: list[RunSummary], metric: str):
+    by = []
+    for letter, side in (("A", a), ("B", b)):
+        keyed = {repeat_key(r): r for r in side}
+        if len(keyed) < len(side):
+            raise ModlabError(f"{letter} has runs with the same seed and fold ({', '.join(r.name for r in side)}); "
+                              "pass each repeat once")
+        by.append(keyed)
+    shared = [k for k in by[0] if k in by[1]]
+    if len(shared) < 2:
+        raise ModlabError(f"A and B share {len(shared)} folds/seeds (same seed, data.fold, data.split_seed); a "
+                          "paired interval needs 2 or more: run both over the same folds, e.g. 'data.fold=range(5)'")
+
+    def value(r: RunSummary) -> float:
+        if r.metrics.get(metric) is None:
+            raise ModlabError(f"{r.path}: metrics.json has no {metric}; pass --sort with a metric both sides have")
+        return float(r.metrics[metric])
+
+    return statistics.paired_t([value(by[0][k]) for k in shared], [value(by[1][k]) for k in shared])
+
+
+def _bootstrap(a: RunSummary, b: RunSummary, metric: str, resamples: int, seed: int):
+    """ROC-AUC recomputed on the rows of both predictions.csv (the test split, or val without one)."""
+    split = "test" if any(k.startswith("test/") for k in a.metrics) else "val"
+    name = metric.split("/", 1)[1] if metric.split("/", 1)[0] in ("val", "test") else metric
+    labels, probs_a, probs_b, targets = _paired_predictions(a, b)
+    result = statistics.paired_bootstrap(statistics.auroc_statistic(name, labels), probs_a, probs_b, targets,
+                                         resamples, seed)
+    return f"{split}/{name}", result
+
+
+def _paired_predictions(a: RunSummary, b: RunSummary):
+    """(labels, A's probs, B's probs, targets) as [labels, rows] arrays over the ids both runs scored."""
+    import pandas as pd
+
+    frames = []
+    for r in (a, b):
+        path = RunDir(r.path).file(PREDICTIONS)
+        if not path.is_file():
+            raise ModlabError(f"{path} does not exist; the bootstrap needs both runs' predictions.csv "
+                              "(train with report.predictions=true)")
+        frames.append(pd.read_csv(path, dtype={"id": str}, usecols=lambda c: c != "text"))
+    labels = [c[5:] for c in frames[0].columns if c.startswith("prob_") and c in frames[1].columns]
+    if not labels:
+        raise ModlabError(f"{a.path} and {b.path} predict no label in common; compare runs of one taxonomy")
+    both = frames[0].merge(frames[1], on="id", suffixes=("_a", "_b"))
+    if both.empty:
+        raise ModlabError(f"{a.path} and {b.path} scored no row in common (by id); the bootstrap pairs rows: "
+                          "score both on the same split (same dataset, data.split_seed, data.folds)")
+    truth = [both[[f"label_{n}_{s}" for n in labels]].to_numpy(np.float64) for s in ("a", "b")]
+    if not np.array_equal(truth[0], truth[1], equal_nan=True):
+        raise ModlabError(f"{a.path} and {b.path} give the same ids different labels; compare runs on one dataset")
+    probs = [both[[f"prob_{n}_{s}" for n in labels]].to_numpy(np.float64).T for s in ("a", "b")]
+    return labels, probs[0], probs[1], statistics.targets_of(truth[0]).T

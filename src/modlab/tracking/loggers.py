@@ -118,7 +118,9 @@ class SafeWandbLogger(WandbLogger):
                else "API key found" if mode == "online" else "no API key configured")
         if wandb.run is not None:  # a run a previous job in this process left open
             self._safe_finish(wandb.run)
-        if mode == "online" and not server_answers(self._init_timeout):
+        # Without a key an online init fails locally at once (then offline); with one, a silent server would
+        # hold the run past init_timeout: probe it first.
+        if mode == "online" and has_api_key() and not server_answers(self._init_timeout):
             log.warning("W&B server %s did not answer within init_timeout=%ss; logging offline instead",
                         server_url(), self._init_timeout)
             mode, why = "offline", "server did not answer"
