@@ -10,13 +10,16 @@ data.max_length. For every variant:
 - samples/s at batch 1 (`--batch1-texts` texts one at a time) and at batch 32 (`--batch32-texts` texts),
   measured in `--rounds` interleaved rounds (every variant once per round, order rotated), reported as the
   median round, so drift from other load on the machine hits every variant alike; ratios are against eager
-  fp32 of the same rounds;
+  fp32 of the same rounds. By default every variant runs on one thread and is timed in this process's CPU
+  time: on a shared machine (here 2 vCPUs for several jobs) wall time measures the neighbours, and thread
+  pools that spin while waiting (OpenMP, ONNX Runtime) steal from each other; `--threads N` times N threads
+  in wall time instead;
 - macro ROC-AUC on the run's test split and max |delta p| against eager fp32 on those rows.
 
 Variants: the PyTorch module in fp32 eager and under bf16 autocast (the default of `modlab.load` on a CPU
 with AMX / AVX512-BF16), the fp32 and int8 bundles as `modlab export` writes them, and, to show what each
-lever is worth, the same bundles without the transformer optimizer's fusions (`--explore`) and the module
-with bf16 weights instead of autocast.
+lever is worth (`--explore`), the same bundles without the transformer optimizer's fusions and the module
+cast to bf16 whole (layer norms and softmax in bf16 too) instead of autocast.
 """
 
 from __future__ import annotations
@@ -113,15 +116,15 @@ def bf16_weights(run: Path, threads: int | None):
     return Classifier(spec, RunEncoder(backbone.tokenizer, spec.max_length), backend, batch_size=32)
 
 
-def rate(clf, texts: list[str], batch: int) -> float:
+def rate(clf, texts: list[str], batch: int, clock) -> float:
     """samples/s: batch 1 scores each text alone (a request at a time), batch 32 the list at once."""
-    started = time.perf_counter()
+    started = clock()
     if batch == 1:
         for text in texts:
             clf.predict_proba([text])
     else:
         clf.predict_proba(texts)
-    return len(texts) / (time.perf_counter() - started)
+    return len(texts) / (clock() - started)
 
 
 def macro_auroc(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> float:
@@ -138,7 +141,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch1-texts", type=int, default=48)
     parser.add_argument("--batch32-texts", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=None, help="threads for every variant (default: library's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of every variant; 1 (default) is timed in CPU time, more in wall time")
     parser.add_argument("--explore", action="store_true", help="add the unfused bundles and bf16 weights")
     args = parser.parse_args()
 
@@ -154,6 +158,7 @@ def main() -> int:
     from modlab.export.pipeline import export
     from modlab.predict.backends import cpu_has_native_bf16
 
+    clock = time.process_time if args.threads == 1 else time.perf_counter
     run = ensure_run(args.run.resolve(), args.data, args.epochs)
     for precision in ("fp32", "int8"):
         _, result = export(run, precision=precision, force=True)
@@ -178,7 +183,8 @@ def main() -> int:
     loaded = {name: make() for name, make in variants.items()}
     default = modlab.load(run)
     print(f"modlab.load(run) on this machine: {default.describe()} (native bf16: {cpu_has_native_bf16()}); "
-          f"threads: {args.threads or 'library default'}; {os.cpu_count()} CPUs, {platform.processor() or '?'}",
+          f"threads: {args.threads} ({'CPU' if args.threads == 1 else 'wall'} time); {os.cpu_count()} CPUs, "
+          f"{platform.machine()}",
           flush=True)
 
     # Accuracy first (also the warm-up): every variant on the test split.
@@ -193,7 +199,7 @@ def main() -> int:
     for r in range(args.rounds):
         order = names_in_order[r % len(names_in_order):] + names_in_order[: r % len(names_in_order)]
         for batch, count in ((1, args.batch1_texts), (32, args.batch32_texts)):
-            measured = {name: rate(loaded[name], timed[:count], batch) for name in order}
+            measured = {name: rate(loaded[name], timed[:count], batch, clock) for name in order}
             for name, value in measured.items():
                 speeds.setdefault((name, batch), []).append(value)
                 ratios.setdefault((name, batch), []).append(value / measured[base])

@@ -1,5 +1,10 @@
-"""Bad command-line input fails before any data is read, with one line naming the key, the value and the fix:
-in-process through `run()` for most cases, plus a few real `python train.py` subprocesses (exit 2)."""
+"""Bad input fails before work starts, with one line naming the key / file / row, the value and the fix.
+
+Table-driven: config values (CONFIG_CASES, EVAL_CASES) run in-process through `run()` and must raise a one-line
+ModlabError before anything is written; a few real `python train.py` / `python eval.py` subprocesses check
+what a user sees (exit 2, one `error:` line, no traceback, no outputs beyond Hydra's config and the log). Bad
+data files beyond the ones here are in tests/test_data_bad_input.py (missing columns, non-0/1 labels, quoting,
+encodings, duplicate ids, ...); crafted checkpoints in tests/test_checkpoint_security.py."""
 
 from __future__ import annotations
 
@@ -174,10 +179,9 @@ def test_max_steps_partial_epoch_validates_and_writes_metrics(train_cfg):
 
 # (script, overrides): one of each kind (type, choice, metric name, unreadable checkpoint) as a user runs it
 SUBPROCESS_CASES = [
-    ("train.py", ["data.batch_size=abc"]),
-    ("train.py", ["optim.scheduler=bogus"]),
-    ("train.py", ["monitor.metric=val/auroc_marco"]),
-    ("eval.py", ["ckpt_path={text_ckpt}"]),
+    ("train.py", ["data.batch_size=abc"], "data.batch_size='abc'"),
+    ("train.py", ["monitor.metric=val/auroc_marco"], "monitor.metric='val/auroc_marco'"),
+    ("eval.py", ["ckpt_path={text_ckpt}"], "is not a PyTorch checkpoint"),
 ]
 
 
@@ -188,16 +192,15 @@ def test_entry_points_exit_2_with_one_error_line_and_no_outputs(tmp_path):
     text_ckpt = tmp_path / "text.ckpt"
     text_ckpt.write_text("this is not a checkpoint\n")
     procs = []
-    for i, (script, overrides) in enumerate(SUBPROCESS_CASES):
+    for i, (script, overrides, _) in enumerate(SUBPROCESS_CASES):
         args = [o.format(text_ckpt=text_ckpt) for o in overrides] + [f"hydra.run.dir={tmp_path / f'run{i}'}"]
         procs.append(subprocess.Popen([sys.executable, script, "backbone.tiny=true", *args], cwd=ROOT, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for i, ((_, overrides), proc) in enumerate(zip(SUBPROCESS_CASES, procs, strict=True)):
+    for i, ((_, overrides, words), proc) in enumerate(zip(SUBPROCESS_CASES, procs, strict=True)):
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 2, (overrides, stderr[-2000:])
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-        key = overrides[0].split("=")[0]
-        assert len(errors) == 1 and key in errors[0], (overrides, stderr[-2000:])
+        assert len(errors) == 1 and words in errors[0], (overrides, stderr[-2000:])
         assert "Traceback" not in stderr
         left = sorted(p.name for p in (tmp_path / f"run{i}").iterdir())
         assert set(left) <= {".hydra", "train.log", "eval.log"}, (overrides, left)
@@ -231,6 +234,18 @@ def test_jsonl_label_misspelt_by_case_names_line_and_label(tmp_path):
     one_line(lambda: jsonl.read(path), f"{path}: line 6", "'Toxic'", "'toxic'", "only by case")
     # a pinned taxonomy already rejects the spelling (no inference involved)
     one_line(lambda: jsonl.read(path, labels=["toxic"]), "'Toxic'", "not in the taxonomy")
+
+
+def test_jsonl_label_misspelt_on_a_few_rows_warns_loudly(tmp_path, caplog):
+    from modlab.data import jsonl
+
+    rows = [f'{{"text": "t{i}", "labels": ["insult"]}}' for i in range(30)]
+    rows += ['{"text": "x", "labels": ["insutl"]}', '{"text": "y", "labels": ["insutl"]}']
+    path = _jsonl(tmp_path, rows)
+    with caplog.at_level("WARNING"):
+        assert jsonl.read(path).label_names == ["insult", "insutl"]  # still read: the spelling might be meant
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(lines) == 1 and f"{path}: line 31" in lines[0] and "misspelling of 'insult'" in lines[0], lines
 
 
 def test_jsonl_label_on_one_row_warns_and_training_reaches_nan(tmp_path, train_cfg, caplog):

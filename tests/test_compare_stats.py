@@ -133,7 +133,8 @@ def test_paired_over_folds_prints_the_t_interval(tmp_path, capsys):
     d = paired([both])
     assert d.estimate == pytest.approx(0.02) and d.low == pytest.approx(0.0003676, abs=1e-7)
     # fold runs still aggregate in the table; --no-aggregate keeps one row each
-    assert [r.count for r in load_runs([both])] == [5, 5]
+    assert sorted((r.name, r.count) for r in load_runs([both])) == [("AttentionHead-0 (mean of 5)", 5),
+                                                                    ("MeanHead-0 (mean of 5)", 5)]
     assert main(["compare", str(both), "--no-aggregate", "--no-plot"]) == 0
     assert "10 runs" in capsys.readouterr().out
 

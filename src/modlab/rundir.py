@@ -125,6 +125,13 @@ class RunDir:
             frame[f"label_{name}"] = labels[:, j]
         return atomic_write_text(self.file(PREDICTIONS), frame.to_csv(index=False))
 
+    def read_predictions(self):
+        """predictions.csv without the text column (ids as strings), or None when the run wrote none."""
+        import pandas as pd
+
+        path = self.file(PREDICTIONS)
+        return pd.read_csv(path, dtype={"id": str}, usecols=lambda c: c != "text") if path.is_file() else None
+
     # --------------------------------------------------------------------------------------------- report
     def write_report(self, markdown: str) -> Path:
         return atomic_write_text(self.file(REPORT), markdown)

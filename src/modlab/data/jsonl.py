@@ -15,6 +15,7 @@ scalar fields on a line (e.g. `lang`, `kind`) are kept in `table.meta`.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from pathlib import Path
@@ -139,8 +140,9 @@ class _Parser:
 
 def _check_inferred(taxonomy: list[str], targets, where: list[str]) -> None:
     """An inferred taxonomy takes every spelling as a category: "Toxic" next to "toxic" is a typo (an error
-    naming its first line), and a category on one row only cannot be learned or scored (a loud warning;
-    its ROC/PR-AUC are NaN, as the README says)."""
+    naming its first line); a far rarer look-alike of another label ("insutl", 3 rows, next to "insult") is a
+    loud warning, and so is a category on one row only, which cannot be learned or scored (its ROC/PR-AUC are
+    NaN, as the README says)."""
     first: dict[str, int] = {}
     count: dict[str, int] = dict.fromkeys(taxonomy, 0)
     for i, (t, _) in enumerate(targets):
@@ -160,7 +162,16 @@ def _check_inferred(taxonomy: list[str], targets, where: list[str]) -> None:
                 f"spell it {other!r}, or pin the categories with dataset.reader.labels=[...]",
             )
     for name in taxonomy:
-        if count[name] == 1:
+        # a typo on a few rows ("insutl" next to "insult"): close in spelling, and far rarer than its look-alike
+        near = [n for n in difflib.get_close_matches(name, [n for n in taxonomy if n != name], n=1, cutoff=0.8)
+                if count[name] * 10 <= count[n]]
+        if near:
+            log.warning(
+                "%s: label %r (%d rows) looks like a misspelling of %r (%d rows) and becomes a category of its "
+                "own; fix the lines or pin dataset.reader.labels", where[first[name]], name, count[name], near[0],
+                count[near[0]],
+            )
+        elif count[name] == 1:
             log.warning(
                 "%s: label %r appears on this row only: it cannot be learned and its ROC/PR-AUC will be NaN; "
                 "check its spelling or pin dataset.reader.labels", where[first[name]], name,

@@ -196,7 +196,7 @@ def aggregate(runs: list[RunSummary]) -> list[RunSummary]:
                 spread[key] = summary.std
         value = metrics.get(first.metric, math.nan) if first.metric else math.nan
         params = {k: v for k, v in first.params.items() if k not in REPEAT_KEYS}
-        out.append(RunSummary(path=first.path, choices=first.choices, metric=first.metric, value=value,
+        out.append(RunSummary(path=first.path, name=first.name, choices=first.choices, metric=first.metric, value=value,
                               mode=first.mode, split=first.split, labels=first.labels, metrics=metrics,
                               params=params, spread=spread, count=len(members)))
     return out
@@ -413,15 +413,13 @@ def _bootstrap(a: RunSummary, b: RunSummary, metric: str, resamples: int, seed: 
 
 def _paired_predictions(a: RunSummary, b: RunSummary):
     """(labels, A's probs, B's probs, targets) as [labels, rows] arrays over the ids both runs scored."""
-    import pandas as pd
-
     frames = []
     for r in (a, b):
-        path = RunDir(r.path).file(PREDICTIONS)
-        if not path.is_file():
-            raise ModlabError(f"{path} does not exist; the bootstrap needs both runs' predictions.csv "
-                              "(train with report.predictions=true)")
-        frames.append(pd.read_csv(path, dtype={"id": str}, usecols=lambda c: c != "text"))
+        frame = RunDir(r.path).read_predictions()
+        if frame is None:
+            raise ModlabError(f"{RunDir(r.path).file(PREDICTIONS)} does not exist; the bootstrap needs both runs' "
+                              "predictions.csv (train with report.predictions=true)")
+        frames.append(frame)
     labels = [c[5:] for c in frames[0].columns if c.startswith("prob_") and c in frames[1].columns]
     if not labels:
         raise ModlabError(f"{a.path} and {b.path} predict no label in common; compare runs of one taxonomy")
