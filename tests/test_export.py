@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST, JIGSAW_SAMPLE, compose_config
+from test_bad_input_cli import one_line
 
 import modlab
 from modlab import cli
-from modlab.errors import ModlabError
 from modlab.export import bundle, parity
 from modlab.export.pipeline import export
 
@@ -28,7 +28,7 @@ TEXTS = ["you are a wonderful person", "", "I will find you and hurt you, idiot"
 CASES = [("minilm", "attention"), ("distilbert", "cls"), ("distilroberta", "mean"), ("mpnet", "attention")]
 TRAIN = ["backbone.tiny=true", "dataset=jigsaw", f"dataset.path={JIGSAW_SAMPLE}", "trainer.max_epochs=1",
          "callbacks.progress_bar=null", "data.max_length=32", "logger=none", "robust.enabled=false",
-         "report.enabled=false"]
+         "report.enabled=false", "+trainer.limit_train_batches=8"]
 needs_sample = pytest.mark.skipif(not JIGSAW_SAMPLE.is_dir(), reason="the shared Jigsaw sample is not there")
 
 
@@ -64,16 +64,6 @@ def cli_fails(capsys, argv: list[str], *parts: str) -> str:
     return err
 
 
-def one_line(call, *parts: str) -> str:
-    with pytest.raises(ModlabError) as err:
-        call()
-    message = str(err.value)
-    assert "\n" not in message, message
-    for part in parts:
-        assert part in message, f"{part!r} not in {message!r}"
-    return message
-
-
 def no_leftovers(directory: Path) -> None:
     assert not [p.name for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
 
@@ -106,15 +96,18 @@ def test_bundle_round_trip_for_every_head_and_family(tmp_path, capsys, backbone,
 
 
 @needs_sample
-def test_run_export_checks_parity_on_the_runs_test_split(tmp_path_factory, tmp_path, capsys):
+def test_run_export_checks_parity_on_the_runs_test_split(tmp_path_factory, capsys):
     import onnx
 
     run = trained_run(tmp_path_factory)
-    out, result = export(run, out=tmp_path / "b32")
+    assert cli.main(["export", str(run)]) == 0  # the default bundle dir is inside the run
+    said = capsys.readouterr().out
+    out = run / "bundle-fp32"
     meta = json.loads((out / bundle.METADATA).read_text())
     test_ids = json.loads((run / "splits.json").read_text())["test"]
-    assert f"the test split of {run}" in result.data and result.rows == len(test_ids) == meta["parity"]["rows"]
-    assert result.passed and meta["parity"]["max_abs_delta"] <= 1e-4 and meta["parity"]["auroc_delta"] <= 1e-4
+    assert f"the test split of {run}" in meta["parity"]["data"] and meta["parity"]["rows"] == len(test_ids)
+    assert f"parity fp32 vs PyTorch fp32 on the test split of {run}" in said and ": pass" in said, said
+    assert meta["parity"]["passed"] and meta["parity"]["max_abs_delta"] <= 1e-4 and meta["parity"]["auroc_delta"] <= 1e-4
     tuned = json.loads((run / "thresholds.json").read_text())["thresholds"]
     assert meta["thresholds"] == pytest.approx(tuned) and "tuned on val" in meta["thresholds_source"]
     assert meta["max_length"] == 32 and meta["source"]["run_dir"] == str(run)
@@ -127,13 +120,11 @@ def test_run_export_checks_parity_on_the_runs_test_split(tmp_path_factory, tmp_p
     assert dims == {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}
     assert {"Attention", "Sigmoid"} <= {n.op_type for n in graph.graph.node}  # fused attention, sigmoid inside
 
-    # The default bundle dir is inside the run; exporting again replaces it whole.
-    assert cli.main(["export", str(run)]) == 0 and "parity fp32" in capsys.readouterr().out
-    first = bundle.sha256(run / "bundle-fp32" / "model.onnx")
-    (run / "bundle-fp32" / "stale.txt").write_text("from before")
+    # Exporting again replaces the bundle whole.
+    first = bundle.sha256(out / "model.onnx")
+    (out / "stale.txt").write_text("from before")
     assert cli.main(["export", str(run)]) == 0
-    assert not (run / "bundle-fp32" / "stale.txt").exists()
-    assert bundle.sha256(run / "bundle-fp32" / "model.onnx") == first
+    assert not (out / "stale.txt").exists() and bundle.sha256(out / "model.onnx") == first
     no_leftovers(run)
 
 

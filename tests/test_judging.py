@@ -35,6 +35,7 @@ def test_synthetic_run_has_bias_and_robustness_keys_and_report_sections(judged, 
     assert 0.0 <= metrics["test/robust/hard_negatives/fpr"] <= 1.0
     report = (judged / "report.md").read_text()
     assert "## Subgroup bias" in report and "## Robustness to evasion" in report and "| leetspeak |" in report
+    assert "figures/robust.png" in report and (judged / "figures" / "robust.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_gate_judges_any_metric_and_eval_adds_the_same_sections(judged, tmp_path):

@@ -48,12 +48,23 @@ def bundle_dir(run, tmp_path_factory) -> Path:
 pytestmark = needs_sample
 
 
-def test_predict_on_the_jigsaw_sample_equals_eval_predictions(run, bundle_dir, tmp_path, capsys):
+@pytest.fixture
+def torch_threads():
+    """Restores torch's process-wide thread count after a test that sets it (--threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_predict_on_the_jigsaw_sample_equals_eval_predictions(run, bundle_dir, tmp_path, capsys, torch_threads):
     """The run's predictions.csv (its test rows, scored by the evaluation after training) against
     `modlab predict` over the whole sample file: the bundle and the run dir at fp32."""
     expected = pd.read_csv(run / "predictions.csv", dtype={"id": str}).set_index("id")
     thresholds = np.array([json.loads((run / "thresholds.json").read_text())["thresholds"][n] for n in LABELS])
-    for source, extra in ((bundle_dir, []), (run, ["--precision", "fp32"])):
+    # One torch thread: on a busy 2-vCPU machine every small op otherwise waits for the second thread.
+    for source, extra in ((bundle_dir, []), (run, ["--precision", "fp32", "--threads", "1"])):
         out = tmp_path / f"{Path(source).name}.csv"
         assert cli.main(["predict", str(source), "--input", str(JIGSAW_SAMPLE / "train.csv"), "--output", str(out),
                          "--batch-size", "16", *extra]) == 0

@@ -68,6 +68,8 @@ class Section:
     header: tuple[str, ...] = ()
     rows: tuple[tuple, ...] = ()
     note: str = ""
+    bars: Mapping[str, float] = field(default_factory=dict)  # a figure of the section: name -> value in [0, 1]
+    bars_label: str = ""
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,9 @@ def robustness_section(predict_proba: Callable[[list[str]], np.ndarray], predict
             f"{values['hard_negatives/fpr']:.3f} of {int(values['hard_negatives/count'])} benign texts flagged.")
     return Section(title="Robustness to evasion", metrics={f"{split}/robust/{k}": float(v) for k, v in values.items()},
                    header=("perturbation", "ROC-AUC", "F1@thr", "evasion rate", "false-flag rate", "mean |delta p|"),
-                   rows=(clean, *rows), note=note)
+                   rows=(clean, *rows), note=note,
+                   bars={"clean": values["clean/auroc_macro"], **{k: values[f"{k}/auroc_macro"] for k in kinds}},
+                   bars_label="macro ROC-AUC")
 
 
 def judgements(cfg, module, tokenizer, predictions: Predictions, split: str, thresholds: dict | None,

@@ -47,31 +47,9 @@ class Classifier:
         self.batch_size, self.source = int(batch_size), source
         self.pad_id = encoder.pad_id
         self._thresholds = spec.threshold_array()
-
-    # --------------------------------------------------------------------------------------- description
-    @property
-    def labels(self) -> list[str]:
-        return list(self.spec.labels)
-
-    @property
-    def thresholds(self) -> dict[str, float]:
-        return dict(self.spec.thresholds)
-
-    @property
-    def max_length(self) -> int:
-        return self.spec.max_length
-
-    @property
-    def backend(self) -> str:
-        return self._backend.name
-
-    @property
-    def precision(self) -> str:
-        return self._backend.precision
-
-    @property
-    def device(self) -> str:
-        return self._backend.device
+        # What a caller reads: the labels in output order, {label: threshold}, and which path runs.
+        self.labels, self.thresholds, self.max_length = list(spec.labels), dict(spec.thresholds), spec.max_length
+        self.backend, self.precision, self.device = backend.name, backend.precision, backend.device
 
     def describe(self) -> str:
         return f"{self.backend}-{self.precision} on {self.device}"
@@ -132,12 +110,9 @@ class Classifier:
     def predict(self, texts: Sequence[str]) -> list[dict]:
         """[{"scores": {label: p}, "flagged": [labels at or above their threshold]}] in input order."""
         probs = self.predict_proba(texts)
-        flagged = self.flags(probs)
-        labels = self.labels
-        return [{"scores": {n: float(p) for n, p in zip(labels, row, strict=True)},
-                 "flagged": [n for n, f in zip(labels, hit, strict=True) if f]} for row, hit in zip(probs, flagged,
-                                                                                                 strict=True)]
-
+        return [{"scores": dict(zip(self.labels, map(float, row), strict=True)),
+                 "flagged": [n for n, hit in zip(self.labels, hits, strict=True) if hit]}
+                for row, hits in zip(probs, self.flags(probs), strict=True)]
 
 def load(path: str | Path, precision: str | None = None, device: str | None = None, threads: int | None = None,
          batch_size: int = 32) -> Classifier:

@@ -91,3 +91,20 @@ def plot_confusions(counts: np.ndarray, label_names: list[str], path: Path, thre
         ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=8)
         ax.set_title(f"{name} (p >= {thresholds[j]:.3f})", fontsize=9)
     save_figure(fig, path)
+
+
+def plot_bars(values: dict[str, float], xlabel: str, title: str, path: Path) -> None:
+    """Horizontal bars, one per name (a result section's figure), NaN drawn as missing."""
+    names = list(values)
+    fig = figure(6.5, 0.9 + 0.35 * len(names))
+    ax = fig.add_subplot()
+    heights = [0.0 if np.isnan(values[n]) else values[n] for n in names]
+    ax.barh(range(len(names)), heights, color=colors(len(names)))
+    for i, n in enumerate(names):
+        ax.text(min(heights[i], 0.98), i, f" {format_value(values[n])}", va="center", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.05), xlabel=xlabel, title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(axis="x", alpha=0.3)
+    save_figure(fig, path)

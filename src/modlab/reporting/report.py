@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modlab.reporting.figures import plot_confusions, plot_curves
+from modlab.reporting.figures import plot_bars, plot_confusions, plot_curves
 from modlab.reporting.tables import label_rows, markdown_table, section_rows
 from modlab.rundir import FIGURES, RunDir
 
@@ -50,10 +50,14 @@ def write_report(run: RunDir, result, *, title: str, info: dict | None = None) -
     missing = [n for n in names if n not in result.curves]
     if missing:
         parts += [f"No curves for {', '.join(missing)}: a single class in this split.", ""]
-    for section in result.sections.values():
+    for key, section in result.sections.items():
         parts += [f"## {section.title}", ""] + ([section.note, ""] if section.note else [])
         if section.rows:
             parts += [markdown_table(*section_rows(section)), ""]
+        if section.bars:
+            plot_bars(dict(section.bars), section.bars_label, f"{section.title} ({split})",
+                      run.figures_dir / f"{key}.png")
+            parts += [f"![{section.title}]({FIGURES}/{key}.png)", ""]
     if result.mistakes:  # empty when report.showcase=0
         parts += [f"## Most confident mistakes (at {op_name})", ""]
         for j, name in enumerate(names):
