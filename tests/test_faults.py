@@ -234,7 +234,7 @@ def test_hydra_config_checks_the_run_dir(train_cfg):
 
 def test_read_only_outputs_at_start_is_one_line(tmp_path, mounts):
     disk = mount_or_skip(mounts, tmp_path / "disk", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs")
-    line = one_error_line(train_py(*FAST, RUN_DIR_CHECK, root=disk, timeout=120))
+    line = one_error_line(train_py(*FAST, RUN_DIR_CHECK, root=disk, timeout=300))
     assert f"cannot write the run dir {disk}/outputs/train/runs/" in line and "Read-only file system" in line
     assert "hydra.run.dir" in line and "paths.log_dir" in line
 
@@ -242,5 +242,5 @@ def test_read_only_outputs_at_start_is_one_line(tmp_path, mounts):
 def test_uncreatable_run_dir_at_start_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("in the way")
     line = one_error_line(train_py(*FAST, RUN_DIR_CHECK, f"hydra.run.dir={tmp_path}/a_file/run", root=tmp_path,
-                                   timeout=120))
+                                   timeout=300))
     assert f"cannot write the run dir {tmp_path}/a_file/run" in line and "hydra.run.dir" in line
