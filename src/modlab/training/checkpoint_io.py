@@ -121,7 +121,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class WritableRunDir(HydraCallback):
-    """Before Hydra creates the run (or sweep) dir: create it and write a probe file, else exit 2, one line."""
+    """Before Hydra creates the run (or sweep) dir: a probe file where it will be, else exit 2, one line."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config.hydra.run.dir, "hydra.run.dir")
@@ -132,9 +132,15 @@ class WritableRunDir(HydraCallback):
     @staticmethod
     def _check(directory: str, key: str) -> None:
         path = Path(str(directory)).absolute()
+        # Probe the nearest existing folder without creating anything: a sweep's name is checked (and
+        # refused) after this, so nothing may appear where a bad name points.
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=path, prefix=".writable-"):
+            if not existing.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(existing))
+            with tempfile.TemporaryFile(dir=existing, prefix=".writable-"):
                 pass
         except OSError as err:
             error = disk_error(path, err, "the run dir", where=f"paths.log_dir or {key}")
