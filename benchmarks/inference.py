@@ -18,8 +18,9 @@ data.max_length. For every variant:
 
 Variants: the PyTorch module in fp32 eager and under bf16 autocast (the default of `modlab.load` on a CPU
 with AMX / AVX512-BF16), the fp32 and int8 bundles as `modlab export` writes them, and, to show what each
-lever is worth (`--explore`), the same bundles without the transformer optimizer's fusions and the module
-cast to bf16 whole (layer norms and softmax in bf16 too) instead of autocast.
+lever is worth (`--explore`), each bundle built the other way (fp32 without the transformer optimizer's
+fusions; int8 quantized after them, so with QAttention) and the module cast to bf16 whole (layer norms
+and softmax in bf16 too) instead of autocast.
 """
 
 from __future__ import annotations
@@ -70,24 +71,26 @@ def test_split(run: Path):
     return found.texts, found.labels, list(spec.labels), found.data
 
 
-def unfused_bundle(run: Path, precision: str, out: Path) -> Path:
-    """A bundle whose model.onnx is the traced graph itself (int8: quantized), without the optimizer's fusions:
-    a copy of the exported bundle with only the graph swapped and its hash updated."""
+def alternative_bundle(run: Path, precision: str, out: Path) -> Path:
+    """The exported bundle with its graph built the other way: fp32 without the transformer optimizer's
+    fusions (the traced graph as is), int8 quantized after them (fused Attention -> QAttention). A copy of
+    the bundle with only model.onnx swapped and its hash updated."""
     import json
     import shutil
 
     from modlab.export import bundle, onnx_graph
-    from modlab.export.precision import to_int8
+    from modlab.export.precision import optimize, to_int8
     from modlab.training import assemble
 
-    source = run / f"bundle-{precision}"
-    shutil.copytree(source, out)
+    shutil.copytree(run / f"bundle-{precision}", out)
     module, backbone = assemble.load_classifier(run / "checkpoints" / "best.ckpt")
     traced = out / "traced.onnx"
     onnx_graph.export(module, backbone.tokenizer, traced)
     if precision == "int8":
-        to_int8(traced, out / bundle.MODEL)
-        traced.unlink()
+        optimize(traced, out / "optimized.onnx", module.encoder.config)
+        to_int8(out / "optimized.onnx", out / bundle.MODEL)
+        for name in ("traced.onnx", "optimized.onnx"):
+            (out / name).unlink()
     else:
         traced.replace(out / bundle.MODEL)
     meta = json.loads((out / bundle.METADATA).read_text())
@@ -176,9 +179,9 @@ def main() -> int:
     }
     scratch = tempfile.TemporaryDirectory()
     if args.explore:
-        for precision in ("fp32", "int8"):
-            path = unfused_bundle(run, precision, Path(scratch.name) / f"unfused-{precision}")
-            variants[f"bundle {precision} unfused"] = lambda p=path: modlab.load(p, threads=args.threads)
+        for precision, what in (("fp32", "unfused"), ("int8", "fused (QAttention)")):
+            path = alternative_bundle(run, precision, Path(scratch.name) / f"other-{precision}")
+            variants[f"bundle {precision} {what}"] = lambda p=path: modlab.load(p, threads=args.threads)
         variants["torch bf16 weights"] = lambda: bf16_weights(run, args.threads)
     loaded = {name: make() for name, make in variants.items()}
     default = modlab.load(run)
@@ -209,12 +212,12 @@ def main() -> int:
     ratio = {k: statistics.median(v) for k, v in ratios.items()}
     print(f"\naccuracy on {described}; speed: median of {args.rounds} interleaved rounds, {args.batch1_texts} "
           f"texts at batch 1, {args.batch32_texts} at batch 32 (Jigsaw sample, max_length {default.max_length})")
-    header = f"| {'variant':<27} | b1 samples/s | b1 x eager | b32 samples/s | b32 x eager | macro ROC-AUC " \
+    header = f"| {'variant':<31} | b1 samples/s | b1 x eager | b32 samples/s | b32 x eager | macro ROC-AUC " \
              f"| delta AUC | max abs dp |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for name in names_in_order:
-        print(f"| {name:<27} | {med[(name, 1)]:12.1f} | {ratio[(name, 1)]:10.2f} | {med[(name, 32)]:13.1f} | "
+        print(f"| {name:<31} | {med[(name, 1)]:12.1f} | {ratio[(name, 1)]:10.2f} | {med[(name, 32)]:13.1f} | "
               f"{ratio[(name, 32)]:11.2f} | {auroc[name]:13.4f} | {auroc[name] - auroc[base]:+9.4f} | "
               f"{delta[name]:10.2e} |")
 

@@ -11,6 +11,7 @@ only through `RunDir`, so a file's name and format live here and nowhere else:
   gate.json            the quality gate's verdict (modlab.evaluation.gate), when a gate is configured
   report.md, figures/  the human-readable report (modlab.reporting.report)
   .hydra/              Hydra's composed config and group choices (written by Hydra)
+  bundle-<precision>/  `modlab export`'s default bundle (modlab.export.bundle)
   checkpoints/         best.ckpt and last.ckpt (Lightning's ModelCheckpoint, conf/callbacks/default.yaml)
 """
 

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import warnings
 from pathlib import Path
 
 import torch
 
 from modlab.errors import ModlabError
-
-log = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "probs"

@@ -7,7 +7,6 @@ bundle (with --force the bundle is written and the miss recorded in its metadata
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from modlab.errors import ModlabError
@@ -18,8 +17,6 @@ from modlab.predict.backends import OnnxBackend, TorchBackend
 from modlab.predict.classifier import Classifier
 from modlab.predict.encoding import RunEncoder
 from modlab.rundir import RunDir
-
-log = logging.getLogger(__name__)
 
 
 def default_out(ckpt: Path, run: RunDir | None, precision: str) -> Path:

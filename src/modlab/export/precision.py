@@ -2,9 +2,12 @@
 
 fp32  ONNX Runtime's transformer optimizer (model_type bert: fused Attention, EmbedLayerNormalization,
       SkipLayerNormalization, BiasGelu), written with Python fusions only, so the file runs on any provider
-int8  the optimized graph with ONNX Runtime dynamic quantization of the ops that carry the FLOPs: the fused
-      `Attention` (its QKV projection) and the `MatMul`s of the feed-forward and output projections, int8
-      weights per output channel; the pooling head's `Gemm`, embeddings and norms stay fp32
+int8  the traced graph with ONNX Runtime dynamic quantization of every `MatMul` with a constant weight (the
+      Q/K/V, attention-output and feed-forward projections: nearly all FLOPs), int8 weights per output
+      channel; the pooling head's `Gemm`, embeddings and norms stay fp32. Not the optimized graph: there the
+      Q/K/V projection sits inside `Attention`, which quantizes to a `QAttention` that ran slower on an AMX
+      CPU than three quantized MatMuls that the session's own optimizer fuses (MiniLM, one thread:
+      batch 1 101 vs 126 samples/s, batch 32 90 vs 115; benchmarks/inference.py --explore)
 fp16  the optimized graph with float16 weights and compute for GPUs; inputs and `probs` stay as in fp32
 
 Every result is checked against the PyTorch module by modlab.export.parity before it becomes a bundle.
@@ -17,10 +20,8 @@ from pathlib import Path
 
 from modlab.errors import ModlabError
 
-log = logging.getLogger(__name__)
-
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
-INT8_OPS = ["Attention", "MatMul"]
+INT8_OPS = ["MatMul"]
 
 
 def check(precision: str) -> str:
@@ -39,12 +40,10 @@ def _heads_and_width(config) -> tuple[int, int]:
 def optimize(source: Path, target: Path, encoder_config):
     """The transformer optimizer's fusions (Python only: opt_level 0 leaves provider-specific rewrites to
     the session that loads the file). Returns the optimized OnnxModel and the fused-op counts."""
-    import logging as _logging
-
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads, width = _heads_and_width(encoder_config)
-    _logging.getLogger("onnxruntime.transformers").setLevel(_logging.ERROR)  # its fusion chatter
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)  # its fusion chatter
     model = optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=width, opt_level=0)
     fused = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
     model.save_model_to_file(str(target))
@@ -55,10 +54,23 @@ def to_int8(source: Path, target: Path) -> None:
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Shape inference cannot type the outputs of the fused com.microsoft ops; they are float.
-    quantize_dynamic(str(source), str(target), op_types_to_quantize=INT8_OPS, weight_type=QuantType.QInt8,
-                     per_channel=True, extra_options={"MatMulConstBOnly": True,
-                                                      "DefaultTensorType": TensorProto.FLOAT})
+    # Shape inference cannot type the outputs of the fused com.microsoft ops; they are float. The quantizer's
+    # advice to pre-process (symbolic shape inference) goes to the root logger; it does not apply to a graph
+    # that is already fused, so it is kept out of the user's output.
+    root = logging.getLogger()
+    advice = _DropAdvice()
+    root.addFilter(advice)
+    try:
+        quantize_dynamic(str(source), str(target), op_types_to_quantize=INT8_OPS, weight_type=QuantType.QInt8,
+                         per_channel=True, extra_options={"MatMulConstBOnly": True,
+                                                          "DefaultTensorType": TensorProto.FLOAT})
+    finally:
+        root.removeFilter(advice)
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def to_fp16(model, target: Path) -> None:
@@ -69,16 +81,14 @@ def to_fp16(model, target: Path) -> None:
 
 def build(raw: Path, target: Path, precision: str, encoder_config) -> dict:
     """model.onnx at `target` from the traced graph `raw`; returns what the metadata says about it."""
-    work = target.parent
-    optimized = work / "optimized.onnx"
+    if precision == "int8":
+        to_int8(raw, target)
+        return {"optimizer": None, "fused": {}, "quantized": f"dynamic int8 per channel: {', '.join(INT8_OPS)}"}
+    optimized = target.parent / "optimized.onnx"
     model, fused = optimize(raw, optimized, encoder_config)
     if precision == "fp32":
         optimized.replace(target)
-    elif precision == "int8":
-        to_int8(optimized, target)
-        optimized.unlink()
     else:
         to_fp16(model, target)
         optimized.unlink()
-    return {"optimizer": "onnxruntime.transformers bert (opt_level 0)", "fused": fused,
-            "quantized": f"dynamic int8 per channel: {', '.join(INT8_OPS)}" if precision == "int8" else None}
+    return {"optimizer": "onnxruntime.transformers bert (opt_level 0)", "fused": fused, "quantized": None}
