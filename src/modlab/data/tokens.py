@@ -61,7 +61,7 @@ def cache_key(texts: list[str], tokenizer, max_length: int) -> str:
 
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
-        with np.load(path) as cached:
+        with np.load(path, allow_pickle=False) as cached:  # a cache file never holds objects
             return cached["ids"], cached["offsets"]
     except FileNotFoundError:
         return None

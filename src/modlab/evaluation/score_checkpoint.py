@@ -51,11 +51,11 @@ def read_in_label_order(reader, labels: list[str]):
     return table
 
 
-def scoring_config(cfg: DictConfig, run: RunDir | None, hp: dict) -> tuple[DictConfig, bool]:
-    """The eval config with the checkpoint's model blocks, and the dataset/data of the training run unless the
-    command line names a dataset; also whether the dataset is the run's own."""
+def scoring_config(cfg: DictConfig, run: RunDir | None, hp: dict, saved: DictConfig | None,
+                   splits: dict | None) -> tuple[DictConfig, bool]:
+    """The eval config with the checkpoint's model blocks, and the dataset/data of the training run (its
+    `saved` config and `splits`) unless the command line names a dataset; also whether it is the run's own."""
     keys = overrides.explicit_keys()
-    saved = run.read_config() if run is not None else None
     own_dataset = not overrides.names(keys, "dataset") or (
         saved is not None and OmegaConf.to_container(cfg.dataset, resolve=True) == saved.get("dataset"))
     if cfg.get("dataset") is None and saved is None:
@@ -69,17 +69,16 @@ def scoring_config(cfg: DictConfig, run: RunDir | None, hp: dict) -> tuple[DictC
     with open_dict(cfg):
         for block in ("backbone", "head", "loss"):
             cfg[block] = hp[block]
-        if own_dataset and run is not None and run.read_splits() is not None and not overrides.names(
-                keys, "data.splits_file"):
+        if own_dataset and splits is not None and not overrides.names(keys, "data.splits_file"):
             cfg.data.splits_file = str(run.file("splits.json"))  # exactly the run's held-out rows
     return cfg, own_dataset
 
 
-def check_no_training_rows(ids: list[str], run: RunDir | None, split: str, same_source: bool) -> None:
+def check_no_training_rows(ids: list[str], run: RunDir | None, splits: dict | None, split: str,
+                           same_source: bool) -> None:
     if run is None or split not in HELD_OUT or not same_source:
         return
-    splits = run.read_splits() or {}
-    leaked = set(ids) & set(splits.get("train", []))
+    leaked = set(ids) & set((splits or {}).get("train", []))
     if leaked:
         raise ModlabError(
             f"{len(leaked)} of the {len(ids)} split={split} rows were in the training split of {run.path} "
@@ -103,7 +102,9 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     hp = checkpoints.hparams(ckpt)
     out = RunDir(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
-    cfg, own_dataset = scoring_config(cfg, run, hp)
+    saved = run.read_config() if run is not None else None
+    splits = run.read_splits() if run is not None else None
+    cfg, own_dataset = scoring_config(cfg, run, hp, saved, splits)
 
     reader = instantiate(cfg.dataset.reader, _partial_=True)
     parts = assemble.build(cfg, out.path, reader=lambda: read_in_label_order(reader, hp["labels"]),
@@ -114,9 +115,9 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     rows = np.arange(len(dm.table)) if cfg.split == "all" else dm.rows[cfg.split]
     if len(rows) == 0:
         raise ModlabError(f"split={cfg.split} of {dm.table.source} has no rows; use split=all or another split")
-    same_source = own_dataset or (run is not None and (run.read_config() or {}).get("dataset", {}).get("name")
+    same_source = own_dataset or (saved is not None and (saved.get("dataset") or {}).get("name")
                                   == cfg.dataset.get("name"))
-    check_no_training_rows([str(dm.table.ids[i]) for i in rows], run, cfg.split, same_source)
+    check_no_training_rows([str(dm.table.ids[i]) for i in rows], run, splits, cfg.split, same_source)
     where = "the training run's own dataset" if own_dataset else "the given dataset"
     log.info("scoring %s (%s), split=%s: %d rows, with %s", dm.table.source, where, cfg.split, len(rows), ckpt)
 
@@ -125,7 +126,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
         cfg.ckpt_path, cfg.labels = str(ckpt), list(hp["labels"])
     out.write_config(cfg)
 
-    model, backbone = assemble.load_classifier(ckpt)
+    model, _ = assemble.load_classifier(ckpt, parts.backbone, hp)
     loggers = instantiate_loggers(cfg.get("logger"), cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False,
                                      default_root_dir=str(out.path))
@@ -135,7 +136,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     loss = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "test/loss"}
     result = evaluate(predictions, dm.label_names, "test", thresholds=payload, extra=loss, gate=cfg.get("gate"),
                       showcase=int((cfg.get("report") or {}).get("showcase", 5)),
-                      sections=judgements(cfg, model, backbone.tokenizer, predictions, "test", payload, robust=True))
+                      sections=judgements(cfg, model, parts.tokenizer, predictions, "test", payload, robust=True))
     metrics = dict(result.metrics)
     if trainer.is_global_zero:
         render(out, result, metrics, report_cfg=cfg.get("report"), loggers=loggers, logged=trainer.callback_metrics,
@@ -150,8 +151,8 @@ def thresholds_for(cfg: DictConfig, run: RunDir | None, label_names: list[str]) 
     explicit = cfg.get("thresholds_path")
     if explicit:
         payload = thr.load(explicit, label_names)
-    elif run is not None and run.read_thresholds() is not None:
-        payload = thr.parse(run.read_thresholds(), label_names, run.file("thresholds.json"))
+    elif run is not None and (found := run.read_thresholds()) is not None:
+        payload = thr.parse(found, label_names, run.file("thresholds.json"))
     else:
         log.info("no thresholds.json next to the checkpoint: metrics at 0.5 only")
         return None

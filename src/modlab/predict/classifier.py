@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from modlab.errors import ModlabError
+from modlab.models.inference import padded_batches
 from modlab.predict.backends import OnnxBackend, TorchBackend, check_precision
 from modlab.predict.encoding import RunEncoder
 from modlab.predict.spec import ModelSpec
@@ -74,16 +75,7 @@ class Classifier:
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:
         probs = np.empty((len(ids), len(self.spec.labels)), dtype=np.float32)
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")  # longest first: batches of similar lengths, little padding
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            longest = int(lengths[rows].max())
-            input_ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), longest), dtype=np.int64)
-            for i, row in enumerate(rows):
-                input_ids[i, : lengths[row]] = ids[row]
-                mask[i, : lengths[row]] = 1
+        for rows, input_ids, mask in padded_batches(ids, self.pad_id, self.batch_size):
             probs[rows] = self._backend(input_ids, mask)
         return probs
 

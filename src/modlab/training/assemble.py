@@ -75,10 +75,14 @@ def build(cfg: DictConfig, output_dir: str | Path | None, reader=None, with_modu
     return Assembly(backbone, dm, module)
 
 
-def load_classifier(ckpt_path: str | Path) -> tuple[ModerationClassifier, Backbone]:
-    """A trained module from a checkpoint (weights_only reading), in eval mode, with its resolved backbone."""
-    hp = checkpoints.hparams(ckpt_path)
-    backbone = Backbone.resolve(hp["backbone"])
+def load_classifier(ckpt_path: str | Path, backbone: Backbone | None = None,
+                    hp: dict | None = None) -> tuple[ModerationClassifier, Backbone]:
+    """A trained module from a checkpoint (weights_only reading), in eval mode, with its resolved backbone.
+
+    A caller that already resolved the checkpoint's backbone (and read its hyperparameters) passes them, so
+    neither is done twice."""
+    hp = hp if hp is not None else checkpoints.hparams(ckpt_path)
+    backbone = backbone if backbone is not None else Backbone.resolve(hp["backbone"])
     module = ModerationClassifier(hp["backbone"], hp["head"], hp["loss"], hp.get("optim") or {}, hp["labels"],
                                   backbone_dir=backbone.path)
     checkpoints.load_state(module, ckpt_path)
