@@ -62,7 +62,7 @@ def robustness_section(predict_proba: Callable[[list[str]], np.ndarray], predict
     values = robustness.robustness_metrics(
         predict_proba, list(predictions.texts), predictions.labels, operating, clean_probs=predictions.probs,
         kinds=tuple(cfg.get("kinds") or robustness.KINDS), rate=float(cfg.get("rate", 1.0)),
-        max_rows=int(cfg.get("max_rows", 150)), seed=int(cfg.get("seed", 0)))
+        max_rows=int(cfg.get("max_rows", 100)), seed=int(cfg.get("seed", 0)))
     kinds = [k for k in (cfg.get("kinds") or robustness.KINDS)]
     rows = tuple((k, values[f"{k}/auroc_macro"], values[f"{k}/f1_tuned_macro"], values[f"{k}/evasion_rate"],
                   values[f"{k}/false_flag_rate"], values[f"{k}/mean_abs_delta"]) for k in kinds)
