@@ -42,13 +42,13 @@ def trained_run(tmp_path_factory) -> Path:
     return out
 
 
-def bare_checkpoint(path: Path, backbone: str, head: str, tmp: Path) -> Path:
+def bare_checkpoint(path: Path, backbone: str, head: str, tmp: Path, labels: list[str] = LABELS) -> Path:
     """A modlab checkpoint of a tiny random-init model, outside any run dir (what Lightning saves, minus state
     a module does not need: the state_dict and the plain hyperparameters)."""
     from modlab.training import assemble
 
     cfg = compose_config("train", [*FAST, f"backbone={backbone}", f"head={head}"], tmp)
-    module = assemble.build_module(cfg, assemble.Backbone.resolve(cfg.backbone), LABELS)
+    module = assemble.build_module(cfg, assemble.Backbone.resolve(cfg.backbone), labels)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": json.loads(json.dumps(dict(module.hparams)))},
                path)
     return path

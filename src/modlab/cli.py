@@ -211,6 +211,69 @@ def _predict(args) -> int:
     return 0
 
 
+# --- `modlab serve ...` ------------------------------------------------------------------------------------
+
+def _add_serve(parser) -> None:
+    from modlab.serve.batching import SERVE_BATCH_SIZE, BatchSettings
+    from modlab.serve.schemas import Limits
+
+    limits, batching = Limits(), BatchSettings()
+    parser.add_argument("paths", nargs="+", metavar="[NAME=]PATH",
+                        help="bundles or run dirs; the name defaults to the directory name")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--api-key-env", default=None, metavar="VAR",
+                        help="require `Authorization: Bearer <key>` on /v1 and /metrics, the key read from $VAR")
+    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                        help="allow browser pages from ORIGIN to call the API (repeatable; default: none)")
+    parser.add_argument("--max-batch", type=int, default=batching.max_batch,
+                        help=f"texts per micro-batch per model (default {batching.max_batch})")
+    parser.add_argument("--batch-window-ms", type=float, default=batching.window_ms,
+                        help=f"how long a request waits for others to batch with (default {batching.window_ms})")
+    parser.add_argument("--no-batching", action="store_true", help="score every request on its own")
+    parser.add_argument("--max-inputs", type=int, default=limits.max_inputs,
+                        help=f"texts per request (default {limits.max_inputs})")
+    parser.add_argument("--max-chars", type=int, default=limits.max_chars,
+                        help=f"characters per text (default {limits.max_chars})")
+    parser.add_argument("--max-body-bytes", type=int, default=limits.max_body_bytes,
+                        help=f"request body size (default {limits.max_body_bytes})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per model (default: the cores shared equally among the models)")
+    parser.add_argument("--batch-size", type=int, default=SERVE_BATCH_SIZE,
+                        help=f"texts per padded model call inside a micro-batch (default {SERVE_BATCH_SIZE}: a "
+                             f"micro-batch holds texts of any length, and small calls pad less)")
+    parser.add_argument("--graceful-timeout", type=float, default=30.0,
+                        help="seconds in-flight requests get to finish after SIGTERM (default 30)")
+    parser.add_argument("--access-log", action="store_true", help="log every request line")
+    parser.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    from modlab.serve.app import ServeSettings
+    from modlab.serve.batching import BatchSettings
+    from modlab.serve.schemas import Limits
+    from modlab.serve.server import api_key_from, serve
+
+    for flag in ("max_batch", "max_inputs", "max_chars", "max_body_bytes", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise ModlabError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least 1")
+    if args.batch_window_ms < 0 or args.graceful_timeout < 0:
+        raise ModlabError("--batch-window-ms and --graceful-timeout cannot be negative")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from modlab.export.bundle import is_bundle
+    from modlab.serve.models import parse
+
+    if not all(is_bundle(m.path) for m in parse(args.paths)):  # bundles alone start without torch and lightning
+        quiet_libraries()
+    settings = ServeSettings(
+        limits=Limits(max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs, max_chars=args.max_chars),
+        batching=BatchSettings(enabled=not args.no_batching, max_batch=args.max_batch, window_ms=args.batch_window_ms),
+        api_key=api_key_from(args.api_key_env), cors_origins=tuple(args.cors_origin))
+    serve(args.paths, host=args.host, port=args.port, settings=settings, threads=args.threads,
+          batch_size=args.batch_size, graceful_timeout=args.graceful_timeout, access_log=args.access_log)
+    return 0
+
+
 # Subcommand name -> (help, function that adds its arguments and sets `handler`).
 SUBCOMMANDS = {
     "data": ("prepare and inspect datasets (data synth)", _add_data),
@@ -220,6 +283,7 @@ SUBCOMMANDS = {
     "sync": ("upload every offline W&B run under outputs/ (wandb sync does not search a tree)", _add_sync),
     "export": ("export a run as a self-contained ONNX bundle (parity-checked)", _add_export),
     "predict": ("score a CSV/JSONL/text file with a bundle, run dir or .ckpt", _add_predict),
+    "serve": ("an HTTP moderation API and a page comparing the models side by side", _add_serve),
 }
 
 
@@ -239,6 +303,7 @@ EXAMPLES = """examples:
   modlab sync outputs                                 upload every offline W&B run
   modlab export outputs/train/runs/<time> --precision int8    an ONNX bundle (model.onnx + modlab.json)
   modlab predict <bundle> --input comments.csv --output scores.csv   score a file, streamed
+  modlab serve a=<bundle> b=<run dir>                 the API and a comparison page on http://127.0.0.1:8000/
 run `modlab <command> --help` for a command's options."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -52,10 +53,13 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
-def cache_key(texts: list[str], tokenizer, max_length: int) -> str:
+def cache_key(texts: list[str], tokenizer, max_length: int, chunk: int = 65536) -> str:
     h = hashlib.sha256(f"{FORMAT}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{len(texts)}|".encode())
     h.update(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes())
-    h.update("\x00".join(texts).encode("utf-8", "surrogatepass"))
+    for start in range(0, len(texts), chunk):  # in pieces: one joined copy of a million texts is GBs
+        if start:
+            h.update(b"\x00")
+        h.update("\x00".join(texts[start : start + chunk]).encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:32]
 
 
@@ -82,6 +86,7 @@ def tokenize(
         log.info("token cache hit: %s", path)
         return cached
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
+    # Each batch becomes arrays at once, so the Python lists of one batch are all that is ever alive.
     lengths, chunks = [], []
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(
@@ -92,10 +97,12 @@ def tokenize(
             return_attention_mask=False,
             return_token_type_ids=False,
         )["input_ids"]
-        chunks.extend(encoded)
-        lengths.extend(map(len, encoded))
-    ids = np.fromiter((t for row in chunks for t in row), dtype=dtype, count=int(sum(lengths)))
-    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+        counts = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        chunks.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype, count=int(counts.sum())))
+        lengths.append(counts)
+    ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [], dtype=np.int64)])
+    offsets = offsets.astype(np.int64)
     if path is not None:
         buffer = io.BytesIO()
         np.savez(buffer, ids=ids, offsets=offsets)

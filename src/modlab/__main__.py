@@ -1,0 +1,5 @@
+"""`python -m modlab`: the same command as `modlab`."""
+
+from modlab.cli import main
+
+raise SystemExit(main())
