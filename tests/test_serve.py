@@ -174,6 +174,8 @@ def test_compare_refusals_and_unknown_routes(server):
     assert server.get("/v1/nothing").status_code == 404 and "POST /v1/moderations" in server.get("/v1/x").text
     assert server.get("/v1/moderations").json()["error"]["code"] == "method_not_allowed"
     assert server.get("/").headers["content-security-policy"].startswith("default-src 'none'")
+    cross = server.post("/v1/moderations", {"input": "x", "model": "jig"}, headers={"Origin": "http://elsewhere"})
+    assert cross.status_code == 200 and "access-control-allow-origin" not in cross.headers  # CORS off by default
 
 
 class Picky:
@@ -215,7 +217,7 @@ def test_api_key_and_micro_batching(jig_bundle, tmp_path):
     """One model (so `model` may be left out), a key, and a long batch window so concurrent requests meet."""
     key = {"MODLAB_TEST_KEY": "s3cret-key"}
     with Server([str(jig_bundle)], tmp_path / "keyed.log", "--api-key-env", "MODLAB_TEST_KEY",
-                "--batch-window-ms", "300", env=key) as keyed:
+                "--batch-window-ms", "300", "--cors-origin", "http://trusted.example", env=key) as keyed:
         auth = {"Authorization": "Bearer s3cret-key"}
         for headers in (None, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-key"}):
             refused = keyed.post("/v1/moderations", {"input": "x"}, headers=headers)
@@ -224,6 +226,12 @@ def test_api_key_and_micro_batching(jig_bundle, tmp_path):
         assert keyed.get("/metrics").status_code == 401 and keyed.get("/v1/models").status_code == 401
         assert keyed.get("/healthz").status_code == 200 and keyed.get("/").status_code == 200
         assert keyed.get("/v1/models", headers=auth).json()["data"][0]["id"] == "jig"
+
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+        allowed = httpx.options(keyed.url + "/v1/moderations", headers={"Origin": "http://trusted.example", **preflight})
+        assert allowed.headers.get("access-control-allow-origin") == "http://trusted.example"
+        other = httpx.options(keyed.url + "/v1/moderations", headers={"Origin": "http://evil.example", **preflight})
+        assert "access-control-allow-origin" not in other.headers
 
         answers = concurrently(keyed, [{"input": f"text number {i}"} for i in range(24)], headers=auth)
         assert [a.status_code for a in answers] == [200] * 24
@@ -264,6 +272,16 @@ def test_batching_off_scores_each_request_alone(jig_bundle, tmp_path):
     with Server([str(jig_bundle)], tmp_path / "alone.log", "--no-batching", "--batch-window-ms", "300") as alone:
         assert all(a.status_code == 200 for a in concurrently(alone, [{"input": "x"}] * 8))
         assert metric(alone.get("/metrics").text, "modlab_batch_size_count", model=Path(jig_bundle).name) == 8
+
+
+def test_a_full_queue_answers_503_and_the_rest_are_served(jig_bundle, tmp_path):
+    with Server([str(jig_bundle)], tmp_path / "full.log", "--no-batching", "--max-queue", "300") as full:
+        answers = concurrently(full, [{"input": ["word " * 300] * 256}] * 6)
+        codes = sorted(a.status_code for a in answers)
+        assert codes.count(200) >= 2 and 503 in codes and set(codes) <= {200, 503}, codes  # running, waiting, refused
+        busy = next(a for a in answers if a.status_code == 503)
+        assert busy.headers["retry-after"] == "1" and "--max-queue 300" in busy.json()["error"]["message"]
+        assert full.post("/v1/moderations", {"input": "later"}).status_code == 200
 
 
 def test_start_up_failures_are_one_line_and_start_nothing(jig_bundle, tmp_path, capsys, monkeypatch):

@@ -127,12 +127,13 @@ def test_sigkilled_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert record.state == "FAIL" and "died" in record.error and record.finished
 
 
-@pytest.mark.parametrize("launcher", ["modlab_process", pytest.param("basic", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("launcher", ["modlab_process", "submitit_local", pytest.param("basic", marks=pytest.mark.slow)])
 def test_pruning_stops_hopeless_trials(tmp_path, launcher):
     """lr=1.0 (with the head at the same lr) learns nothing: once trial 0 has completed, an lr=1.0 trial is pruned
     after its first epoch of two, an lr=1e-3 one is not. Random sampler, seed 2: lr = 1e-3, 1.0, 1e-3.
-    Jobs run in their own processes (modlab_process) or in the sweeper's (basic, the same path the SIGKILL test
-    and the pruning-callback unit test cover)."""
+    Jobs run in their own processes (modlab_process: forked; submitit_local: hydra-submitit-launcher's local
+    executor, the SLURM launcher's code path without SLURM) or in the sweeper's (basic, the same path the SIGKILL
+    test and the pruning-callback unit test cover)."""
     out = ok(sweep(
         tmp_path, "hydra/sweeper=modlab_optuna", f"hydra/launcher={launcher}", "hydra.sweeper.study_name=prune",
         "optim.lr=choice(0.001,1.0)", "optim.head_lr=null", "trainer.max_epochs=2", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=2",
@@ -150,7 +151,7 @@ def test_pruning_stops_hopeless_trials(tmp_path, launcher):
             assert t.user_attrs["epochs"] == 2
     job_pids = {t.user_attrs["job_pid"].split(":")[1] for t in study.trials}
     sweeper_pid = str(study.trials[0].system_attrs["modlab:worker"]["pid"])
-    if launcher == "modlab_process":
+    if launcher != "basic":
         assert sweeper_pid not in job_pids and len(job_pids) == 3  # one process per trial
     else:
         assert job_pids == {sweeper_pid}
@@ -216,3 +217,15 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, overrides, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not list((tmp_path / "outputs").rglob("config.yaml"))  # no trial started
     assert {p.name for p in tmp_path.iterdir()} <= {"outputs", "last_sweep.log"}  # nothing outside outputs/
+
+
+def test_slurm_launcher_config_composes_onto_submitit():
+    """conf/hydra/launcher/slurm.yaml: hydra-submitit-launcher's SLURM launcher with modlab's defaults."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", ["hydra/launcher=slurm", "hydra.launcher.partition=cpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.partition, launcher.cpus_per_task, launcher.array_parallelism) == ("cpu", 8, 16)
+    assert launcher.setup == ["export TOKENIZERS_PARALLELISM=false"]

@@ -231,6 +231,8 @@ def _add_serve(parser) -> None:
     parser.add_argument("--batch-window-ms", type=float, default=batching.window_ms,
                         help=f"how long a request waits for others to batch with (default {batching.window_ms})")
     parser.add_argument("--no-batching", action="store_true", help="score every request on its own")
+    parser.add_argument("--max-queue", type=int, default=batching.max_queue,
+                        help=f"texts waiting per model before requests get 503 (default {batching.max_queue})")
     parser.add_argument("--max-inputs", type=int, default=limits.max_inputs,
                         help=f"texts per request (default {limits.max_inputs})")
     parser.add_argument("--max-chars", type=int, default=limits.max_chars,
@@ -254,7 +256,7 @@ def _serve(args) -> int:
     from modlab.serve.schemas import Limits
     from modlab.serve.server import api_key_from, serve
 
-    for flag in ("max_batch", "max_inputs", "max_chars", "max_body_bytes", "batch_size"):
+    for flag in ("max_batch", "max_queue", "max_inputs", "max_chars", "max_body_bytes", "batch_size"):
         if getattr(args, flag) < 1:
             raise ModlabError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least 1")
     if args.batch_window_ms < 0 or args.graceful_timeout < 0:
@@ -267,7 +269,8 @@ def _serve(args) -> int:
         quiet_libraries()
     settings = ServeSettings(
         limits=Limits(max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs, max_chars=args.max_chars),
-        batching=BatchSettings(enabled=not args.no_batching, max_batch=args.max_batch, window_ms=args.batch_window_ms),
+        batching=BatchSettings(enabled=not args.no_batching, max_batch=args.max_batch, window_ms=args.batch_window_ms,
+                               max_queue=args.max_queue),
         api_key=api_key_from(args.api_key_env), cors_origins=tuple(args.cors_origin))
     serve(args.paths, host=args.host, port=args.port, settings=settings, threads=args.threads,
           batch_size=args.batch_size, graceful_timeout=args.graceful_timeout, access_log=args.access_log)

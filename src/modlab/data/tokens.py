@@ -7,11 +7,13 @@ edited row, another tokenizer) makes a new one. Entries are written atomically a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,19 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
 
+@contextlib.contextmanager
+def all_cores():
+    """The fast tokenizer's batch calls run on every core for as long as this lasts. The `modlab` entry points
+    set TOKENIZERS_PARALLELISM=false so that forked DataLoader workers never inherit a used thread pool (and
+    warn); the variable is read at every call, so it is lifted here and set back before any fork."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        yield
+    finally:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false" if before is None else before
+
+
 def tokenize(
     texts: list[str], tokenizer, max_length: int, cache_dir: str | Path | None = None, batch_size: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,18 +103,19 @@ def tokenize(
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
     # Each batch becomes arrays at once, so the Python lists of one batch are all that is ever alive.
     lengths, chunks = [], []
-    for start in range(0, len(texts), batch_size):
-        encoded = tokenizer(
-            texts[start : start + batch_size],
-            truncation=True,
-            max_length=max_length,
-            add_special_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-        counts = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        chunks.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype, count=int(counts.sum())))
-        lengths.append(counts)
+    with all_cores():
+        for start in range(0, len(texts), batch_size):
+            encoded = tokenizer(
+                texts[start : start + batch_size],
+                truncation=True,
+                max_length=max_length,
+                add_special_tokens=True,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            counts = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            chunks.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype, count=int(counts.sum())))
+            lengths.append(counts)
     ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [], dtype=np.int64)])
     offsets = offsets.astype(np.int64)

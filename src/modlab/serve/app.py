@@ -2,7 +2,7 @@
 
 Every answer is JSON or the page; a refused request gets `{"error": {...}}` with the status the API promises
 (400 malformed JSON, 401 API key, 404 unknown model or route, 413 body size, 422 a limit or a bad field,
-500 a model failure) and never a stack trace (the server log has it). Scoring goes through each model's
+500 a model failure, 503 a model's queue full) and never a stack trace (the server log has it). Scoring goes through each model's
 MicroBatcher, so the event loop only parses, queues and answers.
 """
 
@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from modlab import __version__
 from modlab.errors import one_line
 from modlab.serve import models as served
-from modlab.serve.batching import BatchSettings, MicroBatcher
+from modlab.serve.batching import BatchSettings, MicroBatcher, Overloaded
 from modlab.serve.schemas import (
     CompareRequest,
     CompareResponse,
@@ -152,7 +152,8 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
         yield
         await asyncio.gather(*(batcher.stop() for batcher in batchers.values()))
 
-    app = FastAPI(title="modlab", version=__version__, lifespan=lifespan, redoc_url=None,
+    # No Swagger page: it loads its scripts from a CDN, and the server must work offline; /openapi.json stays.
+    app = FastAPI(title="modlab", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multi-label moderation models from modlab, side by side.")
 
     async def authorized(request: Request) -> None:
@@ -177,6 +178,8 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
     async def scored(name: str, texts: list[str]):
         try:
             probs, _ = await batchers[name].score(texts)
+        except Overloaded as err:
+            raise RequestFailed(503, str(err), None, "overloaded") from None
         except Exception as err:  # noqa: BLE001 - the client gets one line, the log the traceback
             log.exception("model %s failed on a batch", name)
             raise RequestFailed(500, f"model {name!r} failed on this request ({one_line(err, 200)})", None,
@@ -186,7 +189,7 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
 
     @app.exception_handler(RequestFailed)
     async def refused(request: Request, err: RequestFailed):
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "1"}}.get(err.status)
         return error(err.status, err.message, err.param, err.code, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -198,7 +201,7 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
     async def http_error(request: Request, err: HTTPException):
         if err.status_code == 404:
             return error(404, f"no route {request.url.path}; the API is POST /v1/moderations, POST /v1/compare, "
-                              f"GET /v1/models, /healthz, /metrics, and the page at /", code="not_found")
+                              f"GET /v1/models, /healthz, /metrics, /openapi.json, and the page at /", code="not_found")
         if err.status_code == 405:
             return error(405, f"{request.method} is not allowed on {request.url.path}", code="method_not_allowed")
         if err.status_code == 413:

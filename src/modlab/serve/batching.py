@@ -28,6 +28,11 @@ class BatchSettings:
     enabled: bool = True
     max_batch: int = 64  # texts per model call
     window_ms: float = 5.0  # how long the first request of a batch waits for company
+    max_queue: int = 4096  # texts waiting per model; more is refused (503) rather than queued without end
+
+
+class Overloaded(Exception):
+    """The model's queue is full: the caller should answer 503 and the client retry later."""
 
 
 @dataclass
@@ -46,6 +51,7 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"modlab-{name}")
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
+        self.waiting = 0  # texts queued, not yet handed to the model
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -60,7 +66,11 @@ class MicroBatcher:
         self._executor.shutdown(wait=True)
 
     async def score(self, texts: list[str]) -> tuple[np.ndarray, float]:
+        if self.waiting and self.waiting + len(texts) > self.settings.max_queue:
+            raise Overloaded(f"model {self.name!r} has {self.waiting:,} texts queued (--max-queue "
+                             f"{self.settings.max_queue:,}); retry shortly")
         pending = _Pending(texts, asyncio.get_running_loop().create_future())
+        self.waiting += len(texts)
         await self._queue.put(pending)
         return await pending.future
 
@@ -88,6 +98,7 @@ class MicroBatcher:
     async def _collect(self) -> None:
         while True:
             batch = await self._next_batch()
+            self.waiting -= sum(len(item.texts) for item in batch)
             try:
                 await self._run(batch)
             finally:

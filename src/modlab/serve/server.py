@@ -74,7 +74,7 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, settings=
     each = served.threads_per_model(len(classifiers), threads)
     loaded = "; ".join(f"{name}: {clf.describe()}, {len(clf.labels)} labels" for name, clf in classifiers.items())
     print(f"modlab serve: {len(classifiers)} model(s) ({loaded}; {each} thread(s) each) on "
-          f"http://{host}:{actual}/ (page at /, API at /v1, docs at /docs)", flush=True)
+          f"http://{host}:{actual}/ (page at /, API at /v1, spec at /openapi.json)", flush=True)
     config = uvicorn.Config(app, log_level="info", access_log=access_log, server_header=False,
                             timeout_graceful_shutdown=graceful_timeout, lifespan="on")
     # uvicorn handles the signals while it runs, then re-sends each one it got to the handler that was there
