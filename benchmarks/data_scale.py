@@ -5,9 +5,10 @@
 Two sources per size, written once under `--work` (kept for re-runs): synthetic rows as JSONL (`modlab data
 synth`'s generator and writer, read back with dataset=jsonl) and a civil_comments-shaped CSV (the Kaggle 2019
 columns, rows drawn from ../shared/data/civil_comments-identities/train.csv with fresh ids). Each measurement
-runs in its own process: the stages `ModerationDataModule.setup()` runs (the dataset's reader, validate_table,
-assign_splits, tokenize with the real MiniLM tokenizer at max_length 128), first with an empty token cache
-(cold), then again with the cache it wrote (cached). Printed: seconds per stage and in all, the process's peak
+runs in its own process: the stages `ModerationDataModule.setup()` runs (the dataset's reader through the
+table cache, validate_table, assign_splits, tokenize with the real MiniLM tokenizer at max_length 128), first
+with an empty cache (cold: parse, write the table and token caches), then again with the caches it wrote
+(cached). Printed: seconds per stage and in all, the process's peak
 RSS (and its RSS after imports, before any data), and the growth exponent of the cold time from the smallest
 to the largest size (1.0 = linear). Targets: exponent <= 1.1, 1M rows cold <= 90 s and <= 4 GB, cached <= 10 s.
 """
@@ -33,7 +34,11 @@ CIVIL_POOL = ROOT.parent / "shared" / "data" / "civil_comments-identities" / "tr
 
 
 def rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+    """Peak RSS of this process image: VmHWM (ru_maxrss would include the parent's RSS at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # not Linux: KiB on Linux
 
 
 def write_synthetic(path: Path, size: int) -> None:
@@ -63,6 +68,7 @@ def measure(dataset: str, path: str, cache: str) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
+    from modlab.data import table_cache
     from modlab.data.splits import assign_splits
     from modlab.data.table import validate_table
     from modlab.data.tokens import tokenize
@@ -81,7 +87,7 @@ def measure(dataset: str, path: str, cache: str) -> dict:
         times[name] = now - last
         last = now
 
-    table = instantiate(cfg.dataset.reader, _partial_=True)()
+    table = table_cache.read(instantiate(cfg.dataset.reader, _partial_=True), cache)
     validate_table(table)
     stage("read")
     assign_splits(table, cfg.data.val_size, cfg.data.test_size, cfg.data.split_seed)

@@ -154,6 +154,7 @@ class Throughput(L.Callback):
 
 def harness_throughput(cfg, backbone: Backbone, dm: ModerationDataModule, warmup: int, batches: int | None, root: str) -> dict:
     L.seed_everything(cfg.seed, workers=True)
+    cfg = OmegaConf.merge(cfg, {"trainer": {"precision": 32}})  # the notebook's precision; fp32 as measured before
     model = build_module(cfg, backbone, dm.label_names)  # fits its loss statistics on dm in setup()
     meter = Throughput(warmup)
     trainer = instantiate(

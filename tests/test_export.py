@@ -26,7 +26,9 @@ LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate
 TEXTS = ["you are a wonderful person", "", "I will find you and hurt you, idiot", "ok " * 300, "ünïcödé 😀"]
 # Every head and every backbone family, each at least once.
 CASES = [("minilm", "attention"), ("distilbert", "cls"), ("distilroberta", "mean"), ("mpnet", "attention")]
+# fp32: `modlab predict` at fp32 must equal the run's own predictions.csv within 1e-4 (test_predict.py).
 TRAIN = ["backbone.tiny=true", "dataset=jigsaw", f"dataset.path={JIGSAW_SAMPLE}", "trainer.max_epochs=1",
+         "trainer.precision=32",
          "callbacks.progress_bar=null", "data.max_length=32", "logger=none", "robust.enabled=false",
          "report.enabled=false", "+trainer.limit_train_batches=8"]
 needs_sample = pytest.mark.skipif(not JIGSAW_SAMPLE.is_dir(), reason="the shared Jigsaw sample is not there")

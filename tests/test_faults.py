@@ -143,10 +143,14 @@ def mount_or_skip(mounts: list[Path], target: Path, *args: str) -> Path:
 def test_trainer_configs_all_get_the_atomic_plugin(train_cfg):
     from hydra.utils import instantiate
 
+    from modlab import precision
+
     for trainer in ("default", "cpu", "gpu", "ddp"):
         cfg = train_cfg(f"trainer={trainer}")
         assert [p["_target_"] for p in cfg.trainer.plugins] == ["modlab.training.checkpoint_io.AtomicCheckpointIO"]
-    trainer = instantiate(train_cfg("trainer=cpu").trainer, logger=False, enable_progress_bar=False)
+    cfg = train_cfg("trainer=cpu")
+    precision.resolve_trainer(cfg)  # what train.py does before instantiating: auto -> this machine's precision
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 

@@ -222,6 +222,8 @@ def test_api_key_and_micro_batching(jig_bundle, tmp_path):
         for headers in (None, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-key"}):
             refused = keyed.post("/v1/moderations", {"input": "x"}, headers=headers)
             assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+            refused = httpx.post(keyed.url + "/v1/compare", content=b"{not json", headers=headers)  # key first
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
             assert "Authorization: Bearer <key>" in refused.json()["error"]["message"]
         assert keyed.get("/metrics").status_code == 401 and keyed.get("/v1/models").status_code == 401
         assert keyed.get("/healthz").status_code == 200 and keyed.get("/").status_code == 200

@@ -104,6 +104,20 @@ def test_bf16_mixed_precision_on_cpu(train_cfg):
     run(train_cfg("trainer.precision=bf16-mixed", "debug=fdr"))
 
 
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_precision_follows_the_cpu_and_is_saved(train_cfg, monkeypatch, native_bf16):
+    from omegaconf import OmegaConf
+
+    from modlab import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    assert precision.training_precision("16-mixed") == ("16-mixed", "as configured")
+    cfg = train_cfg("trainer.precision=auto", "trainer.accelerator=cpu", "debug=fdr")
+    run(cfg)
+    saved = OmegaConf.load(Path(cfg.paths.output_dir) / "config.yaml")
+    assert saved.trainer.precision == ("bf16-mixed" if native_bf16 else 32)
+
+
 def test_train_py_cli_tiny_prints_table_and_writes_run_dir(tmp_path):
     proc = train_py("backbone.tiny=true", "dataset.reader.size=300", "trainer.max_epochs=1", "data.max_length=32")
     assert proc.returncode == 0, proc.stderr[-3000:]

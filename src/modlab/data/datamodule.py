@@ -1,4 +1,4 @@
-"""The one DataModule: read -> validate -> split -> tokenize (cached) -> dynamically padded batches.
+"""The one DataModule: read (cached) -> validate -> split -> tokenize (cached) -> dynamically padded batches.
 
 Everything that can be wrong with the data is found in `setup()`, before any training and never inside a
 DataLoader worker: workers only slice ready arrays.
@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from modlab.data import table_cache
 from modlab.data.folds import check_fold_args, fold_info, fold_splits
 from modlab.data.splits import assign_splits, load_splits, split_ids
 from modlab.data.table import LabeledTable, validate_table
@@ -74,7 +75,7 @@ class ModerationDataModule(L.LightningDataModule):
         if self.table is not None:
             return
         started = time.perf_counter()
-        table = self.reader()
+        table = table_cache.read(self.reader, self.cache_dir)
         if not isinstance(table, LabeledTable):
             raise ModlabError(
                 f"dataset.reader returned a {type(table).__name__}, not a LabeledTable; "

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from modlab import config_schema, overrides
+from modlab import config_schema, overrides, precision
 from modlab.errors import ModlabError
 from modlab.evaluation import thresholds as thr
 from modlab.evaluation.gate import enforce as enforce_gate
@@ -122,6 +122,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     log.info("scoring %s (%s), split=%s: %d rows, with %s", dm.table.source, where, cfg.split, len(rows), ckpt)
 
     payload = thresholds_for(cfg, run, dm.label_names)
+    precision.resolve_trainer(cfg)
     with open_dict(cfg):
         cfg.ckpt_path, cfg.labels = str(ckpt), list(hp["labels"])
     out.write_config(cfg)

@@ -13,19 +13,17 @@ for its device unless one is asked for:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from modlab.errors import ModlabError
+from modlab.precision import cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 TORCH_PRECISIONS = ("fp32", "bf16", "fp16")
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def check_precision(precision: str | None) -> str | None:
@@ -33,17 +31,6 @@ def check_precision(precision: str | None) -> str | None:
         raise ModlabError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}; "
                           f"leave it unset for the fastest path of the device")
     return precision
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """CPU flags from /proc/cpuinfo (Linux); elsewhere no: emulated bf16 is slower than fp32."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return any(f in flags for f in CPU_BF16_FLAGS)
 
 
 class TorchBackend:

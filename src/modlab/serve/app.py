@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -113,6 +113,25 @@ class BodyLimit:
         return await self.app(scope, counted, send)
 
 
+class ApiKey:
+    """401 for /v1 and /metrics without `Authorization: Bearer <key>`, before the body is read or parsed (so a
+    caller without the key learns nothing from validation errors); the page and /healthz stay open."""
+
+    def __init__(self, app, key: str) -> None:
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        guarded = scope["type"] == "http" and (scope["path"].startswith("/v1/") or scope["path"] == "/metrics")
+        if guarded:
+            header = dict(scope["headers"]).get(b"authorization", b"")
+            scheme, _, key = header.partition(b" ")
+            if scheme.lower() != b"bearer" or not secrets.compare_digest(key.strip(), self.key):
+                refused = error(401, "missing or wrong API key; send the header Authorization: Bearer <key>",
+                                code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+                return await refused(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 class Recorder:
     """Counts and times every request for /metrics, under its route and the models it used."""
 
@@ -156,14 +175,6 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
     app = FastAPI(title="modlab", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multi-label moderation models from modlab, side by side.")
 
-    async def authorized(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip().encode(), settings.api_key.encode()):
-            raise RequestFailed(401, "missing or wrong API key; send the header Authorization: Bearer <key>",
-                                code="invalid_api_key")
-
     def model_named(name: str | None) -> str:
         if name is None:
             if len(classifiers) == 1:
@@ -189,7 +200,7 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
 
     @app.exception_handler(RequestFailed)
     async def refused(request: Request, err: RequestFailed):
-        headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "1"}}.get(err.status)
+        headers = {"Retry-After": "1"} if err.status == 503 else None
         return error(err.status, err.message, err.param, err.code, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -214,14 +225,14 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
         log.error("unexpected error on %s %s: %s", request.method, request.url.path, one_line(err))
         return error(500, "internal error; the server log has the details", code="internal_error")
 
-    @app.post("/v1/moderations", response_model=ModerationResponse, dependencies=[Depends(authorized)])
+    @app.post("/v1/moderations", response_model=ModerationResponse)
     async def moderations(body: ModerationRequest, request: Request) -> ModerationResponse:
         texts = texts_of(body.input, limits)
         name = model_named(body.model)
         request.state.models = [name]
         return ModerationResponse(id=f"modr-{secrets.token_hex(12)}", model=name, results=await scored(name, texts))
 
-    @app.post("/v1/compare", response_model=CompareResponse, dependencies=[Depends(authorized)])
+    @app.post("/v1/compare", response_model=CompareResponse)
     async def compare(body: CompareRequest, request: Request) -> CompareResponse:
         if body.models is not None and not body.models:
             raise RequestFailed(422, "models is an empty list; name 1 or more loaded models, or send null for all",
@@ -238,7 +249,7 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
 
         return CompareResponse(id=f"cmp-{secrets.token_hex(12)}", models=await asyncio.gather(*map(timed, names)))
 
-    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    @app.get("/v1/models")
     async def list_models() -> dict:
         return {"object": "list", "data": [served.describe(name, clf) for name, clf in classifiers.items()]}
 
@@ -246,7 +257,7 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
     async def health() -> dict:
         return {"status": "ok", "models": list(classifiers)}
 
-    @app.get("/metrics", dependencies=[Depends(authorized)])
+    @app.get("/metrics")
     async def metrics() -> Response:
         return Response(telemetry.render(), media_type=telemetry.content_type)
 
@@ -261,12 +272,14 @@ def create_app(classifiers: dict, settings: ServeSettings | None = None) -> Fast
     for route in PAGE_FILES:
         app.add_api_route(route, page(route), methods=["GET"], include_in_schema=False)
 
+    # Outermost last: Recorder -> CORS (answers preflights, which carry no key) -> ApiKey -> BodyLimit -> routes.
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKey, key=settings.api_key)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
-    routes = {r.path for r in app.routes}
-    app.add_middleware(Recorder, telemetry=telemetry, routes=routes)
+    app.add_middleware(Recorder, telemetry=telemetry, routes={r.path for r in app.routes})
     return app

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, open_dict
 
-from modlab import config_schema
+from modlab import config_schema, precision
 from modlab.evaluation import thresholds as thr
 from modlab.evaluation.gate import enforce as enforce_gate
 from modlab.evaluation.objectives import extra_metrics, metric_names
@@ -29,6 +29,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     config_schema.check(cfg)  # bad types, ranges and metric names fail before any data is read
     if cfg.get("ckpt_path"):
         cfg = resume_config(cfg)
+    precision.resolve_trainer(cfg)
     run_dir = RunDir(cfg.paths.output_dir)
     run_dir.write_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
