@@ -127,7 +127,7 @@ def read(reader, cache_dir: str | Path | None) -> LabeledTable:
         try:
             import pyarrow as pa
 
-            with pa.memory_map(str(path)) as source:
+            with pa.OSFile(str(path), "rb") as source:  # read into owned buffers: no view outlives the file
                 table = _from_arrow(pa.ipc.open_file(source).read_all())
             log.info("table cache hit: %s", path)
             return table
