@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from modlab.errors import ModlabError
 from modlab.models import backbones
 from modlab.models.heads import AttentionHead, ClsHead, MeanHead
 from modlab.models.losses import BCELoss, FocalLoss, WeightedBCELoss
@@ -85,3 +86,18 @@ def test_unknown_labels_get_zero_gradient(loss):
     loss(logits, targets).backward()
     assert (logits.grad[targets < 0] == 0).all()
     assert (logits.grad[targets >= 0] != 0).all()
+
+
+def test_focal_alpha_per_label_weighs_only_the_named_labels():
+    logits, targets = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1.0, 0.0, 1.0]])
+    scalar = FocalLoss(num_labels=3, gamma=2.0, alpha=0.25).elementwise(logits, targets)
+    mixed = FocalLoss(num_labels=3, gamma=2.0, alpha=0.25, alpha_per_label={"c": 0.9}).fit(np.zeros((1, 3)),
+                                                                                           ["a", "b", "c"])
+    got = mixed.elementwise(logits, targets)
+    assert torch.allclose(got[:, :2], scalar[:, :2])  # a and b keep alpha
+    plain = FocalLoss(num_labels=3, gamma=2.0, alpha=None).elementwise(logits, targets)
+    assert torch.allclose(got[:, 2], 0.9 * plain[:, 2])  # c: a positive weighed by its own alpha
+    with pytest.raises(ModlabError, match="'nope', not labels of this data"):
+        FocalLoss(num_labels=3, alpha_per_label={"nope": 0.5}).fit(np.zeros((1, 3)), ["a", "b", "c"])
+    with pytest.raises(ModlabError, match=r"alpha_per_label.a=1.5 must be in \[0, 1\]"):
+        FocalLoss(num_labels=3, alpha_per_label={"a": 1.5}).fit(np.zeros((1, 3)), ["a", "b", "c"])

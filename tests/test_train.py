@@ -10,6 +10,8 @@ import pytest
 import torch
 from conftest import ROOT
 
+from modlab.errors import ModlabError
+from modlab.models import backbones
 from modlab.models.module import ModerationClassifier
 from modlab.training.assemble import Backbone, build_datamodule
 from modlab.training.train import run
@@ -77,6 +79,57 @@ def test_optimizer_groups_lrs_and_warmup(train_cfg):
         optimizer.step()
         scheduler.step()
     assert lrs[0] == 0 and lrs[5] == pytest.approx(1e-4) and lrs[-1] < lrs[5]
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_layer_wise_lr_decay_scales_each_block(train_cfg, backbone):
+    cfg = train_cfg(f"backbone={backbone}", "optim.lr=1e-4", "optim.head_lr=1e-2", "optim.layer_decay=0.5")
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20})()
+    optimizer = model.configure_optimizers()["optimizer"]
+    lr_of = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}  # before warmup
+    layers = model.encoder.config.num_hidden_layers
+    blocks = set()
+    for name, p in model.encoder.named_parameters():
+        index = backbones.layer_of(name)
+        if index is not None:
+            blocks.add(index)
+            assert lr_of[id(p)] == pytest.approx(1e-4 * 0.5 ** (layers - 1 - index)), name
+        elif "embeddings" in name:
+            assert lr_of[id(p)] == pytest.approx(1e-4 * 0.5**layers), name
+    assert blocks == set(range(layers))  # every block found by name, in every family
+    assert all(lr_of[id(p)] == 1e-2 for p in model.head.parameters())
+    assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)  # nothing left out
+
+
+def test_reinit_top_layers_and_multi_sample_dropout_train(train_cfg):
+    cfg = train_cfg("backbone.reinit_layers=1", "head=attention", "head.samples=4", "debug=fdr")
+    plain = ModerationClassifier(train_cfg().backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    top = model.encoder.config.num_hidden_layers - 1
+    before, after = dict(plain.encoder.named_parameters()), dict(model.encoder.named_parameters())
+    for name, p in after.items():  # the same tiny weights below the top block, fresh ones in it
+        changed = not torch.equal(p, before[name])
+        assert changed == (backbones.layer_of(name) == top and p.ndim >= 2) or p.ndim < 2, name
+    hidden, mask = torch.randn(3, 5, model.encoder.config.hidden_size), torch.ones(3, 5, dtype=torch.long)
+    model.head.train()
+    torch.manual_seed(0)
+    averaged = model.head(hidden, mask)
+    state = model.head.mlp(model.head.pool(hidden, mask.float()))
+    torch.manual_seed(0)
+    expected = torch.stack([model.head.classifier(model.head.dropout(state)) for _ in range(4)]).mean(dim=0)
+    assert torch.allclose(averaged, expected, atol=1e-6)
+    model.head.eval()
+    assert torch.allclose(model.head(hidden, mask), model.head.classifier(state), atol=1e-6)
+    run(cfg)  # and a run trains with both
+
+
+def test_focal_alpha_per_label_from_the_config_trains(train_cfg):
+    cfg = train_cfg("loss=focal", "loss.alpha=0.25", "loss.alpha_per_label={threat: 0.75}", "debug=fdr")
+    run(cfg)
+    bad = train_cfg("loss=focal", "loss.alpha_per_label={treat: 0.75}", "debug=fdr")
+    with pytest.raises(ModlabError, match="'treat', not labels of this data"):
+        run(bad)
 
 
 def test_tiny_model_learns_synthetic_data(train_cfg):

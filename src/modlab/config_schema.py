@@ -87,6 +87,7 @@ class OptimSchema:
     warmup_ratio: float = spec(0.1, low=0, high=1)
     scheduler: str = spec("linear", choices=_schedulers)
     log_grad_norm: bool = spec("false")
+    layer_decay: float | None = spec(0.9, above=0, high=1)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import functools
 import importlib.metadata
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -180,6 +181,43 @@ def load_encoder(path: str, dropout: float | None = None) -> torch.nn.Module:
         encoder.pooler = None  # heads pool for themselves; unused parameters would break DDP
     encoder.train()
     return encoder
+
+
+LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")  # encoder.layer.3. (BERT, RoBERTa, MPNet), transformer.layer.3. (DistilBERT)
+
+
+def layer_of(name: str) -> int | None:
+    """The transformer block a parameter belongs to (0 = the lowest), or None (embeddings, shared parts)."""
+    found = LAYER.search(name)
+    return int(found.group(1)) if found else None
+
+
+def reinit_top_layers(encoder: torch.nn.Module, count: int) -> None:
+    """Re-initialize the top `count` blocks as the model family initializes them (Linear ~ N(0,
+    initializer_range), zero biases, unit LayerNorms): their pretrained weights are the most specific to the
+    pretraining task, and fresh ones can fit a small dataset better. Done here with torch.nn.init because
+    transformers' own initializers skip weights that were loaded from a checkpoint."""
+    if not count:
+        return
+    layers = encoder.config.num_hidden_layers
+    if not 0 < count <= layers:
+        raise ModlabError(f"backbone.reinit_layers={count} must be between 0 and the model's {layers} layers")
+    blocks = {}
+    for name, module in encoder.named_modules():
+        index = layer_of(name + ".")
+        if index is not None and index >= layers - count:
+            blocks[name] = module
+    std = getattr(encoder.config, "initializer_range", 0.02) or 0.02
+    with torch.no_grad():
+        for module in blocks.values():
+            for sub in module.modules():
+                if isinstance(sub, torch.nn.Linear):
+                    torch.nn.init.normal_(sub.weight, mean=0.0, std=std)
+                    if sub.bias is not None:
+                        torch.nn.init.zeros_(sub.bias)
+                elif isinstance(sub, torch.nn.LayerNorm):
+                    torch.nn.init.ones_(sub.weight)
+                    torch.nn.init.zeros_(sub.bias)
 
 
 def max_positions(path: str) -> int:

@@ -24,20 +24,30 @@ class ResidualMLP(nn.Module):
 
 
 class PooledHead(nn.Module):
-    """pool -> [ResidualMLP] -> Dropout -> Dense(h, num_labels)."""
+    """pool -> [ResidualMLP] -> Dropout -> Dense(h, num_labels).
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, mlp: bool = False) -> None:
+    `samples` > 1: multi-sample dropout. In training the logits are the mean over that many dropout masks of
+    the same pooled state, a cheap ensemble (the encoder runs once); in eval dropout is off and one pass is all.
+    """
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, mlp: bool = False,
+                 samples: int = 1) -> None:
         super().__init__()
+        if int(samples) < 1:
+            raise ValueError(f"head.samples={samples} must be at least 1 (1: plain dropout)")
         self.mlp = ResidualMLP(hidden_size) if mlp else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
+        self.samples = int(samples)
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pooled = self.pool(hidden, attention_mask.to(hidden.dtype))
-        return self.classifier(self.dropout(self.mlp(pooled)))
+        state = self.mlp(self.pool(hidden, attention_mask.to(hidden.dtype)))
+        if self.training and self.samples > 1:
+            return torch.stack([self.classifier(self.dropout(state)) for _ in range(self.samples)]).mean(dim=0)
+        return self.classifier(self.dropout(state))
 
 
 class ClsHead(PooledHead):
@@ -58,8 +68,9 @@ class MeanHead(PooledHead):
 class AttentionHead(PooledHead):
     """A learned scalar score per token, softmax over real tokens, weighted sum; then the residual MLP."""
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, mlp: bool = True) -> None:
-        super().__init__(hidden_size, num_labels, dropout, mlp)
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, mlp: bool = True,
+                 samples: int = 1) -> None:
+        super().__init__(hidden_size, num_labels, dropout, mlp, samples)
         self.score = nn.Linear(hidden_size, 1)
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

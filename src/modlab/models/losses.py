@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modlab.errors import ModlabError
+
 log = logging.getLogger(__name__)
 
 
@@ -79,18 +81,44 @@ class WeightedBCELoss(MaskedMultiLabelLoss):
 class FocalLoss(MaskedMultiLabelLoss):
     """Focal loss (Lin et al. 2017) from logits: BCE * (1 - p_t)^gamma, optionally alpha-balanced.
 
-    The BCE term uses the log-sum-exp form, so large logits never produce inf/NaN.
+    `alpha` weighs positives by alpha and negatives by 1 - alpha for every label (None: no weighting);
+    `alpha_per_label` ({label: alpha}) sets it per label, the rest keep `alpha`: a rare label can get a larger
+    alpha than a common one. The BCE term uses the log-sum-exp form, so large logits never produce inf/NaN.
     """
 
-    def __init__(self, num_labels: int | None = None, gamma: float = 2.0, alpha: float | None = 0.25) -> None:
+    def __init__(self, num_labels: int | None = None, gamma: float = 2.0, alpha: float | None = 0.25,
+                 alpha_per_label: dict | None = None) -> None:
         super().__init__(num_labels)
         self.gamma, self.alpha = gamma, alpha
+        self.alpha_per_label = dict(alpha_per_label or {})
+        # Per-label weights of positives and negatives; built from the label names in fit() (not saved: the
+        # config rebuilds them), so without per-label values the loss is exactly the scalar-alpha one.
+        self.register_buffer("weights", torch.empty(0), persistent=False)
+
+    def fit(self, train_labels: np.ndarray, label_names: list[str]) -> FocalLoss:
+        if not self.alpha_per_label:
+            return self
+        unknown = sorted(set(self.alpha_per_label) - set(label_names))
+        if unknown:
+            raise ModlabError(f"loss.alpha_per_label names {', '.join(map(repr, unknown))}, not labels of this data "
+                              f"({', '.join(label_names)}); fix the names")
+        pos, neg = [], []
+        for name in label_names:
+            a = self.alpha_per_label.get(name, self.alpha)
+            if a is not None and not 0 <= float(a) <= 1:
+                raise ModlabError(f"loss.alpha_per_label.{name}={a} must be in [0, 1]")
+            pos.append(1.0 if a is None else float(a))
+            neg.append(1.0 if a is None else 1 - float(a))
+        self.weights = torch.tensor([pos, neg], dtype=torch.float32, device=self.weights.device)
+        return self
 
     def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
         p = torch.sigmoid(logits)
         p_t = p * targets + (1 - p) * (1 - targets)
         loss = bce * (1 - p_t).clamp_min(0) ** self.gamma if self.gamma else bce
+        if self.weights.numel():
+            return (self.weights[0] * targets + self.weights[1] * (1 - targets)) * loss
         if self.alpha is not None:
             loss = (self.alpha * targets + (1 - self.alpha) * (1 - targets)) * loss
         return loss

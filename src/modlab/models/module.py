@@ -35,6 +35,7 @@ class ModerationClassifier(L.LightningModule):
         self.labels, self.optim = list(labels), optim
         self.encoder = backbones.load_encoder(backbone_dir or backbones.resolve_config(backbone),
                                               backbone.get("dropout"))
+        backbones.reinit_top_layers(self.encoder, int(backbone.get("reinit_layers") or 0))
         self.head = instantiate(head, hidden_size=self.encoder.config.hidden_size, num_labels=len(labels))
         self.criterion = instantiate(loss, num_labels=len(labels))
         # The last val/test epoch's probabilities, labels and table rows (thresholds, report, curves).
@@ -95,15 +96,35 @@ class ModerationClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
+    def encoder_lrs(self) -> dict[str, float]:
+        """Each encoder parameter's learning rate: `optim.lr`, or with `optim.layer_decay` = d (layer-wise
+        decay) lr * d^(L-1-i) for block i of L and lr * d^L for the embeddings, so the lower, more general
+        layers move least. Parameters outside the blocks and embeddings (shared attention bias) get lr."""
+        o, lrs = self.optim, {}
+        decay = o.get("layer_decay")
+        layers = self.encoder.config.num_hidden_layers
+        for name, p in self.encoder.named_parameters():
+            if not p.requires_grad:
+                continue
+            index = backbones.layer_of(name)
+            depth = layers - 1 - index if index is not None else (layers if "embeddings" in name else 0)
+            lrs[name] = o["lr"] * (decay**depth if decay else 1.0)
+        return lrs
+
     def configure_optimizers(self):
-        """`optim.optimizer` (AdamW): separate encoder/head learning rates, no weight decay on biases and norms;
-        warmup then decay."""
+        """`optim.optimizer` (AdamW): encoder/head learning rates (layer-wise decay with `optim.layer_decay`), no
+        weight decay on biases and norms; warmup then decay."""
         o = self.optim
-        groups = []
-        for module, lr in ((self.encoder, o["lr"]), (self.head, o.get("head_lr") or o["lr"])):
-            params = [p for p in module.parameters() if p.requires_grad]
-            groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr, "weight_decay": o["weight_decay"]})
-            groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
+        groups, lrs = [], self.encoder_lrs()
+        params = dict(self.encoder.named_parameters())
+        for lr in sorted(set(lrs.values())):
+            same = [params[n] for n, v in lrs.items() if v == lr]
+            groups.append({"params": [p for p in same if p.ndim >= 2], "lr": lr, "weight_decay": o["weight_decay"]})
+            groups.append({"params": [p for p in same if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
+        head = [p for p in self.head.parameters() if p.requires_grad]
+        head_lr = o.get("head_lr") or o["lr"]
+        groups.append({"params": [p for p in head if p.ndim >= 2], "lr": head_lr, "weight_decay": o["weight_decay"]})
+        groups.append({"params": [p for p in head if p.ndim < 2], "lr": head_lr, "weight_decay": 0.0})
         make_optimizer = instantiate(o.get("optimizer") or DEFAULT_OPTIMIZER)
         optimizer = make_optimizer([g for g in groups if g["params"]])
         total = max(1, int(self.trainer.estimated_stepping_batches))
