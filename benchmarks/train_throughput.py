@@ -140,9 +140,8 @@ def hf_trainer(module, dm, tokenizer, steps: int, warmup: int, precision: str, r
     return {"samples_per_s": BATCH * steps / (meter.marks[-1] - meter.marks[warmup - 1]), "padded": float("nan")}
 
 
-def encoder_flops(module, padded: float) -> float:
+def encoder_flops(encoder, padded: float) -> float:
     """Training FLOPs per sample of the encoder at padded length T (embeddings excluded)."""
-    encoder = module.encoder
     params = sum(p.numel() for n, p in encoder.named_parameters() if "embeddings" not in n)
     layers, width = encoder.config.num_hidden_layers, encoder.config.hidden_size
     return padded * (6 * params + 12 * layers * width * padded)
@@ -171,6 +170,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         dm = datamodule(cfg, backbone, tmp)
+        encoder = fresh_module(cfg, backbone, dm).encoder  # for its parameter count and shape only
         variants = {
             "bare loop": lambda p: bare_loop(fresh_module(cfg, backbone, dm), dm.train_dataloader(), args.steps,
                                              args.warmup, p),
@@ -194,8 +194,7 @@ def main() -> None:
                     measured[name].append(variants[name](precision))
             found = {name: sorted(runs, key=lambda r: r["samples_per_s"])[len(runs) // 2]
                      for name, runs in measured.items()}
-            padded = found["modlab"]["padded"]
-            flops = encoder_flops(fresh_module(cfg, backbone, dm), padded)
+            flops = encoder_flops(encoder, found["modlab"]["padded"])
             for name, r in found.items():
                 gflops = r["samples_per_s"] * flops / 1e9
                 rows.append((name, precision, r["samples_per_s"], gflops, gflops / peaks[precision], found))

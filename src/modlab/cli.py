@@ -265,14 +265,15 @@ def _serve(args) -> int:
     from modlab.export.bundle import is_bundle
     from modlab.serve.models import parse
 
-    if not all(is_bundle(m.path) for m in parse(args.paths)):  # bundles alone start without torch and lightning
+    wanted = parse(args.paths)
+    if not all(is_bundle(m.path) for m in wanted):  # bundles alone start without torch and lightning
         quiet_libraries()
     settings = ServeSettings(
         limits=Limits(max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs, max_chars=args.max_chars),
         batching=BatchSettings(enabled=not args.no_batching, max_batch=args.max_batch, window_ms=args.batch_window_ms,
                                max_queue=args.max_queue),
         api_key=api_key_from(args.api_key_env), cors_origins=tuple(args.cors_origin))
-    serve(args.paths, host=args.host, port=args.port, settings=settings, threads=args.threads,
+    serve(wanted, host=args.host, port=args.port, settings=settings, threads=args.threads,
           batch_size=args.batch_size, graceful_timeout=args.graceful_timeout, access_log=args.access_log)
     return 0
 

@@ -69,13 +69,11 @@ def cache_key(reader) -> str | None:
 
 
 def _plain(value):
-    try:
-        from omegaconf import OmegaConf
+    """Reader arguments as JSON-able values (Hydra hands over DictConfig/ListConfig inside a partial)."""
+    from omegaconf import OmegaConf
 
-        if OmegaConf.is_config(value):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

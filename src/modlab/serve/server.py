@@ -56,7 +56,8 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, settings=None, threads: int | None = None,
+def serve(wanted: list[served.ModelArg], host: str = "127.0.0.1", port: int = 8000, settings=None,
+          threads: int | None = None,
           batch_size: int = SERVE_BATCH_SIZE, graceful_timeout: float = 30.0, access_log: bool = False) -> None:
     import uvicorn
 
@@ -64,7 +65,6 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 8000, settings=
 
     settings = settings or ServeSettings()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the per-model thread caps cover tokenizing too
-    wanted = served.parse(paths)
     sock = bind(host, port)  # before loading: a taken port should not cost a model load
     classifiers = served.load_all(wanted, threads=threads, batch_size=batch_size)
     if not is_loopback(host) and settings.api_key is None:
