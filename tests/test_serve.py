@@ -300,6 +300,7 @@ def test_start_up_failures_are_one_line_and_start_nothing(jig_bundle, tmp_path, 
     monkeypatch.delenv("MODLAB_NO_SUCH_KEY", raising=False)
     cli_fails(capsys, ["serve", str(jig_bundle), "--api-key-env", "MODLAB_NO_SUCH_KEY"], "MODLAB_NO_SUCH_KEY=<key>")
     cli_fails(capsys, ["serve", str(jig_bundle), "--max-inputs", "0"], "--max-inputs 0 must be at least 1")
+    cli_fails(capsys, ["serve", str(jig_bundle), "--batch-window-ms", "-1"], "--batch-window-ms", "cannot be negative")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

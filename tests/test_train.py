@@ -124,6 +124,13 @@ def test_reinit_top_layers_and_multi_sample_dropout_train(train_cfg):
     run(cfg)  # and a run trains with both
 
 
+def test_reinit_more_layers_than_the_model_has_is_one_line(train_cfg):
+    from test_bad_input_cli import one_line
+
+    one_line(lambda: run(train_cfg("backbone.reinit_layers=99", "debug=fdr")), "backbone.reinit_layers=99",
+             "must be between 0 and the model's")
+
+
 def test_focal_alpha_per_label_from_the_config_trains(train_cfg):
     cfg = train_cfg("loss=focal", "loss.alpha=0.25", "loss.alpha_per_label={threat: 0.75}", "debug=fdr")
     run(cfg)

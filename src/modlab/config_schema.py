@@ -129,6 +129,17 @@ class TrainerSchema:  # the Lightning knobs modlab's configs set; others go to L
 
 
 @dataclass
+class BackboneSchema:  # the keys modlab adds to conf/backbone/*.yaml (the upper bound is the model's depth)
+    reinit_layers: int = spec(2, low=0)
+
+
+@dataclass
+class HeadSchema:  # the keys of conf/head/*.yaml
+    dropout: float = spec(0.1, low=0, below=1)
+    samples: int = spec(5, low=1)
+
+
+@dataclass
 class LossSchema:  # the keys of conf/loss/*.yaml; each loss has some of them
     gamma: float = spec(2.0, low=0)
     alpha: float | None = spec(0.25, low=0, high=1)
@@ -140,7 +151,7 @@ class LossSchema:  # the keys of conf/loss/*.yaml; each loss has some of them
 SCHEMAS: dict[str | None, type] = {
     None: RunSchema, "data": DataSchema, "optim": OptimSchema, "thresholds": ThresholdsSchema,
     "gate": GateSchema, "report": ReportSchema, "monitor": MonitorSchema, "trainer": TrainerSchema,
-    "loss": LossSchema,
+    "loss": LossSchema, "backbone": BackboneSchema, "head": HeadSchema,
 }
 WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 

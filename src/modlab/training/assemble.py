@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -64,7 +65,12 @@ def build_datamodule(cfg: DictConfig, backbone: Backbone, output_dir: str | Path
 
 def build_module(cfg: DictConfig, backbone: Backbone, labels: list[str]) -> ModerationClassifier:
     blocks = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("backbone", "head", "loss", "optim")}
-    return instantiate(cfg.model, **blocks, labels=list(labels), backbone_dir=backbone.path, _recursive_=False)
+    try:
+        return instantiate(cfg.model, **blocks, labels=list(labels), backbone_dir=backbone.path, _recursive_=False)
+    except InstantiationException as err:  # Hydra wraps what the module raises; a ModlabError stays one line
+        if isinstance(err.__cause__, ModlabError):
+            raise err.__cause__ from None
+        raise
 
 
 def build(cfg: DictConfig, output_dir: str | Path | None, reader=None, with_module: bool = True) -> Assembly:
