@@ -139,6 +139,19 @@ def test_paired_over_folds_prints_the_t_interval(tmp_path, capsys):
     assert "10 runs" in capsys.readouterr().out
 
 
+def test_a_key_older_runs_lack_does_not_split_their_repeats(tmp_path):
+    """Fold 0 ran before `refit` existed: its config lacks the key, yet it is a repeat of folds 1-4."""
+    folds(tmp_path, "MeanHead", [0.80, 0.81, 0.82, 0.83, 0.84])
+    for fold in range(1, 5):
+        config = tmp_path / f"MeanHead-{fold}" / "config.yaml"
+        config.write_text(config.read_text() + "refit: false\n")
+    (run,) = load_runs([tmp_path])
+    assert run.count == 5 and run.metrics["val/auroc_macro"] == pytest.approx(0.82)
+    # a key both configs have still tells them apart
+    folds(tmp_path / "other", "AttentionHead", [0.7] * 5)
+    assert sorted(r.count for r in load_runs([tmp_path])) == [5, 5]
+
+
 def predictions_run(path: Path, probs: np.ndarray, labels: np.ndarray, ids) -> RunDir:
     run = fake_run(path, {"val/auroc_macro": 0.5, "test/auroc/spam": 0.5, "test/auroc/scam": 0.5},
                    CONFIG.format(head=path.name, fold=0))

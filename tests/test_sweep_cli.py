@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,36 @@ def test_pruning_stops_hopeless_trials(tmp_path, launcher):
         assert job_pids == {sweeper_pid}
 
 
+def test_cross_validated_trials_optimize_the_fold_mean_and_prune_after_a_fold(tmp_path):
+    """hydra.sweeper.folds=3: each trial trains folds 0-2 and is told their mean (std stored beside it); the
+    lr=1.0 trial is pruned after its first fold, on the running mean compared with trial 0's first fold."""
+    out = ok(sweep(
+        tmp_path, "hydra/sweeper=modlab_optuna", "hydra.sweeper.study_name=cv", "hydra.sweeper.folds=3",
+        "optim.lr=choice(0.001,1.0)", "optim.head_lr=null", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler=random",
+        "hydra.sweeper.seed=2", "hydra.sweeper.pruner=median",
+        "++hydra.sweeper.pruner_args={n_startup_trials:1,n_warmup_steps:0}",
+    ))
+    study = load(tmp_path, "cv")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE], out[-3000:]
+    sweep_dir = next((tmp_path / "outputs" / "train" / "multiruns").iterdir())
+    for t in study.trials:
+        folds = [v[0] for v in t.user_attrs["fold_values"]]
+        running = [sum(folds[:i + 1]) / (i + 1) for i in range(len(folds))]
+        assert list(t.intermediate_values.values()) == pytest.approx(running)
+        for fold, value in enumerate(folds):  # each fold is its own run dir, with its fold's splits
+            run_dir = sweep_dir / str(t.number * 3 + fold)
+            assert json.loads((run_dir / "metrics.json").read_text())["val/auroc_macro"] == pytest.approx(value)
+            assert json.loads((run_dir / "splits.json").read_text())["folds"] == {"k": 3, "fold": fold, "seed": 42}
+        if t.state == TrialState.PRUNED:
+            assert len(folds) == 1 and t.user_attrs["pruned_after_fold"] == 0
+        else:
+            assert len(folds) == 3 and t.value == pytest.approx(statistics.fmean(folds))
+            assert t.user_attrs["fold_std"][0] == pytest.approx(statistics.stdev(folds))
+    saved = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert saved.best_std == pytest.approx(study.best_trial.user_attrs["fold_std"][0])
+    assert "val/auroc_macro  std" in out and "folds" in out  # the summary table shows mean, std and folds
+
+
 def test_raising_trial_does_not_stop_the_sweep(tmp_path):
     """data.max_length=100000 raises (a ModlabError before training); random seed 1 draws 100000, then 32."""
     ok(sweep(tmp_path, "hydra/sweeper=modlab_optuna", "hydra.sweeper.study_name=raise", "data.max_length=choice(32,100000)",
@@ -209,6 +240,9 @@ def test_multi_objective_sweep_reports_the_pareto_set(tmp_path):
      "storage postgresql://sweeper@127.0.0.1:1/studies"),
     (["hparams_search=focal", "hydra.sweeper.study_name=../../../x"],
      "hydra.sweeper.study_name='../../../x' becomes a directory or file name"),
+    (["hparams_search=focal", "hydra.sweeper.folds=1"], "hydra.sweeper.folds=1 must be an integer >= 2"),
+    (["hparams_search=focal", "hydra.sweeper.folds=3", "data.fold=1"],
+     "hydra.sweeper.folds=3 sets data.folds and data.fold of every job; drop data.fold=1"),
 ])
 def test_bad_input_is_one_line_before_any_trial(tmp_path, overrides, message):
     proc = sweep(tmp_path, *overrides, timeout=120)

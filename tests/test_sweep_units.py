@@ -559,3 +559,29 @@ def test_workers_racing_to_create_the_schema_retry_instead_of_failing(tmp_path, 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
     opened = storage.open_storage(f"sqlite:///{tmp_path}/race.db")
     assert len(calls) == 2 and opened.get_all_studies() == []
+
+
+@pytest.mark.parametrize("preset", ["focal", "head_loss", "backbone", "jigsaw_minilm"])
+def test_each_fold_of_a_cross_validated_trial_gets_its_own_dir(preset):
+    """The presets' trial dirs take the fold the sweeper adds with hydra.sweeper.folds (one dir per fold)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        plain = compose("train", overrides=[f"hparams_search={preset}", "+optuna.trial_number=3"],
+                        return_hydra_config=True)
+        fold = compose("train", overrides=[f"hparams_search={preset}", "+optuna.trial_number=3",
+                                           "+optuna.fold_dir=/fold_2"], return_hydra_config=True)
+    for cfg in (plain, fold):
+        cfg.hydra.job.num = 7  # set by the launcher for each job
+    assert plain.hydra.sweep.subdir == "trial_3" and fold.hydra.sweep.subdir == "trial_3/fold_2"
+
+
+def test_pruning_callback_of_a_fold_job_records_but_does_not_report(tmp_path):
+    url = f"sqlite:///{tmp_path}/p.db"
+    study = optuna.create_study(storage=url, study_name="p", direction="maximize")
+    trial = study.ask()
+    cb = OptunaPruning(url, "p", trial._trial_id, "val/auroc_macro", {"name": "median"}, report=False)
+    cb.on_fit_start(None, None)
+    cb.on_validation_end(_trainer(0.5, 0), None)
+    cb.close()
+    frozen = study.trials[-1]
+    assert frozen.intermediate_values == {} and frozen.user_attrs[EPOCHS] == 1

@@ -57,6 +57,8 @@ class RunSchema:  # top-level keys
     seed: int = spec(42)
     test: bool = spec("true")
     ckpt_path: str | None = spec("outputs/train/runs/<run>/checkpoints/last.ckpt")
+    refit: bool = spec("true")
+    refit_epochs: int | None = spec(3, low=1)
 
 
 @dataclass
@@ -271,6 +273,8 @@ def _optimized(cfg: DictConfig, labels: list[str] | None, task: str) -> None:
     if names is None:
         return
     splits = ("test",) if task == "eval" else (("val", "test") if cfg.get("test", True) else ("val",))
+    if task != "eval" and cfg.get("refit") and cfg.get("refit_epochs"):
+        splits = tuple(s for s in splits if s != "val") or ("test",)  # no selection fit: nothing scores val
     # train tunes thresholds with thresholds.tune; eval applies a run's thresholds.json, if it has one
     tuned = task == "eval" or bool((cfg.get("thresholds") or {}).get("tune", True))
     sections = {s: bool((cfg.get(s) or {}).get("enabled", True)) for s in ("bias", "robust")}
@@ -308,12 +312,24 @@ class ValidateAtMaxSteps(Callback):
             trainer.should_stop = True
 
 
+def _refit(cfg: DictConfig) -> None:
+    epochs = cfg.get("refit_epochs")
+    if epochs and not cfg.get("refit"):
+        raise ModlabError(f"refit_epochs={epochs} trains on train + val only with refit=true; add refit=true or "
+                          f"drop refit_epochs")
+    if cfg.get("refit") and epochs and not cfg.get("test", True):
+        raise ModlabError(f"refit=true refit_epochs={epochs} test=false would score nothing (there is no selection "
+                          f"fit to score val); set test=true")
+
+
 def check(cfg: DictConfig, task: str = "train") -> None:
     """Types, ranges and metric names of a composed config (`task`: train or eval); labels are not known
     yet, so any label name passes until `check_names`. A `trainer.max_steps` run also gets the
     ValidateAtMaxSteps callback (recorded in its config.yaml)."""
     for block, schema in SCHEMAS.items():
         _check_block(cfg, block, schema)
+    if task == "train":
+        _refit(cfg)
     _monitor(cfg, None)
     _optimized(cfg, None, task)
     if (cfg.get("trainer") or {}).get("max_steps", -1) > 0 and cfg.get("callbacks") is not None:

@@ -12,7 +12,8 @@ only through `RunDir`, so a file's name and format live here and nowhere else:
   report.md, figures/  the human-readable report (modlab.reporting.report)
   .hydra/              Hydra's composed config and group choices (written by Hydra)
   bundle-<precision>/  `modlab export`'s default bundle (modlab.export.bundle)
-  checkpoints/         best.ckpt and last.ckpt (Lightning's ModelCheckpoint, conf/callbacks/default.yaml)
+  checkpoints/         best.ckpt and last.ckpt (Lightning's ModelCheckpoint, conf/callbacks/default.yaml), and
+                       refit.ckpt with refit=true (modlab.training.train): the model the run ships when present
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ FIGURES = "figures"
 CHECKPOINTS = "checkpoints"
 BEST = "best.ckpt"
 LAST = "last.ckpt"
+REFIT = "refit.ckpt"
 HYDRA = ".hydra"  # Hydra's own copy of the composed config and its choices
 
 
@@ -56,6 +58,12 @@ class RunDir:
     checkpoints_dir = property(lambda self: self.path / CHECKPOINTS)
     best_checkpoint = property(lambda self: self.path / CHECKPOINTS / BEST)
     last_checkpoint = property(lambda self: self.path / CHECKPOINTS / LAST)
+    refit_checkpoint = property(lambda self: self.path / CHECKPOINTS / REFIT)
+
+    @property
+    def model_checkpoint(self) -> Path:
+        """The checkpoint the run ships: refit.ckpt (trained on train + val) when it has one, else best.ckpt."""
+        return self.refit_checkpoint if self.refit_checkpoint.is_file() else self.best_checkpoint
 
     def is_run(self) -> bool:
         """A finished run (train.py or eval.py wrote its metrics)."""
@@ -153,10 +161,10 @@ def locate(path: str | Path, key: str = "ckpt_path") -> tuple[Path, RunDir | Non
     p = Path(str(path)).expanduser()
     if p.is_dir():
         run = RunDir(p)
-        if not run.best_checkpoint.is_file():
+        if not run.model_checkpoint.is_file():
             raise ModlabError(f"{key}={path} is a directory without {CHECKPOINTS}/{BEST}; "
                               f"pass a training run dir or a .ckpt file")
-        return run.best_checkpoint, run
+        return run.model_checkpoint, run
     if not p.is_file():
         raise ModlabError(f"{key}={path} does not exist; pass a .ckpt file or a training run dir")
     return p, (RunDir(p.parent.parent) if p.parent.name == CHECKPOINTS else None)

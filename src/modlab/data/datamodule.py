@@ -6,6 +6,7 @@ DataLoader worker: workers only slice ready arrays.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -114,6 +115,13 @@ class ModerationDataModule(L.LightningDataModule):
     def split_table(self, split: str) -> LabeledTable:
         """The rows of one split as a table (texts, labels and meta such as identity columns)."""
         return self.table.take(self.rows[split])
+
+    def refit_view(self) -> ModerationDataModule:
+        """The same data with val folded into train (refit=true): train = train + val, val empty, test as is."""
+        view = copy.copy(self)
+        view.rows = {**self.rows, "train": np.sort(np.concatenate([self.rows["train"], self.rows["val"]])),
+                     "val": self.rows["val"][:0]}
+        return view
 
     def dataset(self, split: str) -> TokenizedDataset:
         return TokenizedDataset(self.token_ids, self.offsets, self.rows[split], self.table.labels)

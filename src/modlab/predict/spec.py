@@ -78,7 +78,7 @@ def locate_checkpoint(path: Path) -> tuple[Path, RunDir | None]:
     """(checkpoint, its run or None) of a run dir or a .ckpt; one line for anything else."""
     if path.is_dir():
         run = RunDir(path)
-        if not run.best_checkpoint.is_file():
+        if not run.model_checkpoint.is_file():
             hint = f" (it has {CHECKPOINTS}/{LAST}: pass that file)" if run.last_checkpoint.is_file() else ""
             raise ModlabError(f"{path} is neither a bundle (no modlab.json) nor a training run dir (no "
                               f"{CHECKPOINTS}/{BEST}){hint}; pass a bundle from `modlab export`, a run dir or a .ckpt")

@@ -169,11 +169,14 @@ def repeat_key(run: RunSummary) -> tuple:
 
 
 def config_groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
-    """Runs by their config without REPEAT_KEYS (and without paths, loggers, names: NOT_PARAMS)."""
+    """Runs by their config without REPEAT_KEYS (and without paths, loggers, names: NOT_PARAMS). Only keys every
+    run has count: a key that runs from before a feature lack (refit) does not split their repeats, and runs of
+    different groups (a focal loss's gamma) still differ in a key they share (loss._target_)."""
     groups: dict[str, list[RunSummary]] = {}
+    shared = set.intersection(*(set(r.params) for r in runs)) if runs else set()
     for r in runs:
         key = repr(sorted((k, repr(v)) for k, v in r.params.items()
-                          if not k.startswith(NOT_PARAMS) and k not in REPEAT_KEYS))
+                          if k in shared and not k.startswith(NOT_PARAMS) and k not in REPEAT_KEYS))
         groups.setdefault(key, []).append(r)
     return groups
 

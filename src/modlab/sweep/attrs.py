@@ -6,6 +6,9 @@ PRUNED_AT = "pruned_at_epoch"  # set by the job when its pruner stops it; the sw
 RUN_DIR = "run_dir"  # the trial's Hydra output directory
 FAIL_KIND = "fail_kind"  # error | died | interrupted | surplus
 ERROR = "error"  # one line saying why the trial failed
+FOLD_VALUES = "fold_values"  # cross-validated trials: the objective value(s) of each fold, in fold order
+FOLD_STD = "fold_std"  # ... and their sample standard deviation per objective (ddof=1)
+PRUNED_AFTER_FOLD = "pruned_after_fold"  # the fold after which the pruner stopped a cross-validated trial
 JOB_PID = "job_pid"  # host:pid of the process that trained the trial
 
 # system attrs

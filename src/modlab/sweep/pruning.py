@@ -43,8 +43,9 @@ class OptunaPruning(L.Callback):
 
     def __init__(self, storage: str, study_name: str, trial_id: int, monitor: str,
                  pruner: Mapping[str, Any] | None = None, trial_number: int | None = None,
-                 run_dir: str | None = None) -> None:
+                 run_dir: str | None = None, report: bool = True) -> None:
         super().__init__()
+        self.report = report  # false in a cross-validated trial: the sweeper reports the fold means itself
         self.storage, self.study_name, self.trial_id = storage, study_name, int(trial_id)
         self.monitor, self.trial_number, self.run_dir = monitor, trial_number, run_dir
         self.pruner = dict(pruner) if pruner is not None else {"name": "none"}
@@ -93,7 +94,7 @@ class OptunaPruning(L.Callback):
         trial = self._get_trial()
         step = self._validations
         trial.set_user_attr(EPOCHS, int(trainer.current_epoch) + 1)
-        if len(trial.study.directions) > 1:
+        if len(trial.study.directions) > 1 or not self.report:
             return False, ""
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:

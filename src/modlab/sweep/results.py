@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from modlab.io import atomic_write_text
-from modlab.sweep.attrs import EPOCHS, ERROR, RUN_DIR
+from modlab.sweep.attrs import EPOCHS, ERROR, FOLD_STD, FOLD_VALUES, PRUNED_AFTER_FOLD, RUN_DIR
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ def trial_record(t, study_name: str | None = None) -> dict[str, Any]:
         "epochs": t.user_attrs.get(EPOCHS),
         "run_dir": t.user_attrs.get(RUN_DIR),
     })
+    for key in (FOLD_VALUES, FOLD_STD, PRUNED_AFTER_FOLD):  # cross-validated trials (hydra.sweeper.folds)
+        if t.user_attrs.get(key) is not None:
+            record[key] = t.user_attrs[key]
     if t.user_attrs.get(ERROR):
         record["error"] = t.user_attrs[ERROR]
     record["started"] = _time(t.datetime_start)
@@ -86,6 +89,8 @@ def summary(study, metric_names: list[str] | None = None) -> dict[str, Any]:
     if len(study.directions) == 1:
         if best:
             b = best[0]
+            if b.user_attrs.get(FOLD_STD):
+                out["best_std"] = b.user_attrs[FOLD_STD][0]
             out.update({"best_trial": b.number, "best_value": _plain(b.value),
                         "best_params": {k: _plain(v) for k, v in b.params.items()},
                         "best_run_dir": b.user_attrs.get(RUN_DIR)})
@@ -153,12 +158,15 @@ def summary_table(study, metric_names: list[str] | None = None, limit: int = 100
     names = metric_names or [f"value{i}" for i in range(len(study.directions))]
     best = {t.number for t in best_trials(study)}
     param_names = sorted({k for t in trials for k in t.params})
-    header = ["trial", "state", *names, "epochs", *param_names]
+    folds = any(t.user_attrs.get(FOLD_VALUES) for t in trials)  # cross-validated: mean +- std over folds
+    header = ["trial", "state", *names, *(["std", "folds"] if folds else ["epochs"]), *param_names]
     rows = []
     for t in trials[-limit:]:
         values = list(t.values) if t.values else [None] * len(names)
-        rows.append([f"{t.number}{'*' if t.number in best else ''}", t.state.name, *map(_fmt, values),
-                     _fmt(t.user_attrs.get(EPOCHS)), *(_fmt(t.params.get(p)) for p in param_names)])
+        spread = ([_fmt((t.user_attrs.get(FOLD_STD) or [None])[0]), _fmt(len(t.user_attrs.get(FOLD_VALUES) or []))]
+                  if folds else [_fmt(t.user_attrs.get(EPOCHS))])
+        rows.append([f"{t.number}{'*' if t.number in best else ''}", t.state.name, *map(_fmt, values), *spread,
+                     *(_fmt(t.params.get(p)) for p in param_names)])
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, ["-" * w for w in widths], *rows]]

@@ -9,6 +9,10 @@ and reads back the job's return value (the optimized metric, or a tuple of them)
 `optuna.TrialPruned` (or that recorded `pruned_at_epoch` on its trial, whatever exception then reached us)
 is PRUNED; any other exception, a NaN value or a wrong number of values is FAIL with its error.
 
+With `folds: K` a trial is K jobs (`data.folds=K data.fold=i`) launched fold by fold; its value is the mean
+over folds, and the sweeper itself reports the running mean to the pruner after each fold (the jobs' callback
+then reports nothing: epochs of different folds are not comparable steps).
+
 `n_trials` counts COMPLETE + PRUNED trials of the study, whoever ran them: every worker started with the
 same command stops when the study has that many; re-running after a crash continues where it stopped.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import sys
 import time
 import types
@@ -32,7 +37,16 @@ from modlab.errors import ModlabError, one_line
 from modlab.evaluation.objectives import metric_names
 from modlab.io import atomic_write_text
 from modlab.sweep import factory, recovery, results
-from modlab.sweep.attrs import ERROR, FAIL_KIND, PRUNED_AT, RUN_DIR, WORKER
+from modlab.sweep.attrs import (
+    ERROR,
+    FAIL_KIND,
+    FOLD_STD,
+    FOLD_VALUES,
+    PRUNED_AFTER_FOLD,
+    PRUNED_AT,
+    RUN_DIR,
+    WORKER,
+)
 from modlab.sweep.settings import SweeperSettings
 from modlab.sweep.space import SearchSpace, first_values, parse_search_space, render
 from modlab.sweep.storage import check_path_name, default_url, has_password, masked, open_storage
@@ -60,6 +74,11 @@ class Plan:
     allowed_failures: float
     sampler: Any = None  # used as is by the samplers not re-seeded per trial (qmc)
     returns: list = field(default_factory=list)
+
+
+def _padded(returns: list, batch: list) -> list:
+    """One return per trial: a launcher that returned fewer left the rest without a result (None)."""
+    return list(returns)[:len(batch)] + [None] * (len(batch) - len(returns))
 
 
 def _list(value) -> list:
@@ -166,11 +185,15 @@ def check_composition(space: SearchSpace, master: DictConfig, config_loader) -> 
     return first
 
 
-def job_overrides(study_name: str, url: str, monitor: str, pruner: dict, trial) -> list[str]:
-    """What every job gets besides its params: the trial's identity and the pruning callback."""
+def job_overrides(study_name: str, url: str, monitor: str, pruner: dict, trial, fold: tuple[int, int] | None = None
+                  ) -> list[str]:
+    """What every job gets besides its params: the trial's identity and the pruning callback; `fold`: (i, K)
+    of a cross-validated trial, whose callback then only records the job (the sweeper reports per fold)."""
     spec = ",".join(f"{k}:{render(v)}" for k, v in pruner.items())
     cb = "+callbacks.optuna_pruning"
-    return [
+    folds = [f"data.folds={fold[1]}", f"data.fold={fold[0]}", f"+optuna.fold_dir=/fold_{fold[0]}",  # for subdirs
+             f"{cb}.report=false"] if fold else []
+    return folds + [
         f"+optuna.study_name={render(study_name)}",
         f"+optuna.storage={render(url)}",
         f"+optuna.trial_number={trial.number}",
@@ -184,6 +207,21 @@ def job_overrides(study_name: str, url: str, monitor: str, pruner: dict, trial) 
         f"{cb}.run_dir=${{hydra:runtime.output_dir}}",
         f"{cb}.pruner={{{spec}}}",
     ]
+
+
+def check_folds(folds, space: SearchSpace) -> int | None:
+    """hydra.sweeper.folds: K >= 2 or null; the sweeper then owns data.folds/data.fold of every job."""
+    if folds is None:
+        return None
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ModlabError(f"hydra.sweeper.folds={folds!r} must be an integer >= 2 (or null); e.g. "
+                          f"hydra.sweeper.folds=5")
+    taken = [o for o in list(space.fixed) + list(space.params) if o.lstrip("+~").split("=")[0] in
+             ("data.folds", "data.fold")]
+    if taken:
+        raise ModlabError(f"hydra.sweeper.folds={folds} sets data.folds and data.fold of every job; drop "
+                          f"{', '.join(taken)} from the command line")
+    return folds
 
 
 class SweepRunner:
@@ -228,9 +266,10 @@ class SweepRunner:
             log.warning("pruner=%s needs a single objective; this sweep has %d: pruning is off", pruner_name,
                         len(directions))
             pruner_name = "none"
-        max_epochs = OmegaConf.select(job_cfg, "trainer.max_epochs", default=None)
+        folds = check_folds(s.folds, space)
+        steps = folds or OmegaConf.select(job_cfg, "trainer.max_epochs", default=None)  # what the pruner counts
         pruner = factory.pruner_spec(pruner_name, factory.select_args(s.pruner_args, pruner_name, factory.PRUNERS),
-                                     max_epochs)
+                                     steps)
         sampler_name = str(s.sampler).lower()
         sampler_args = factory.select_args(s.sampler_args, sampler_name, factory.SAMPLERS)
         sampler = factory.build_sampler(sampler_name, s.seed, sampler_args, len(directions))
@@ -239,7 +278,7 @@ class SweepRunner:
         # What the sweeper adds to each job (trial identity, pruning callback) must compose too.
         probe = types.SimpleNamespace(number=0, _trial_id=0, params=first_values(space))
         _compose(loader, self.config, space.fixed + space.overrides(probe.params)
-                 + job_overrides(study_name, url, metrics[0], pruner, probe))
+                 + job_overrides(study_name, url, metrics[0], pruner, probe, (0, folds) if folds else None))
         if has_password(url):
             log.warning("the storage URL holds a password, which each trial's config will record; prefer "
                         "PGPASSWORD or ~/.pgpass")
@@ -411,17 +450,29 @@ class SweepRunner:
                 held += 1
         return held >= self.s.n_trials
 
-    def _job_overrides(self, plan: Plan, trial) -> list[str]:
+    def _job_overrides(self, plan: Plan, trial, fold: int | None = None) -> list[str]:
         return list(plan.space.fixed) + plan.space.overrides(trial.params) + job_overrides(
-            plan.study_name, plan.url, plan.metrics[0], plan.pruner, trial)
+            plan.study_name, plan.url, plan.metrics[0], plan.pruner, trial,
+            None if fold is None else (fold, int(self.s.folds)))
 
     def _launch(self, plan: Plan, batch: list) -> None:
-        overrides = [self._job_overrides(plan, t) for t in batch]
         for trial in batch:
             log.info("trial %d: %s", trial.number, " ".join(plan.space.overrides(trial.params)))
+        if self.s.folds:
+            self._launch_folds(plan, batch)
+            return
         started = time.perf_counter()
+        returns = self._call(plan, batch, [self._job_overrides(plan, t) for t in batch], batch[0].number)
+        if returns is None:
+            return
+        for trial, ret in zip(batch, _padded(returns, batch), strict=True):
+            self._tell(plan, trial, ret, time.perf_counter() - started)
+        self._write(plan)
+
+    def _call(self, plan: Plan, batch: list, overrides: list[list[str]], first_job: int) -> list | None:
+        """The launcher's returns for these jobs; None when the launcher itself broke (every trial failed)."""
         try:
-            returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
+            returns = self.launcher.launch(overrides, initial_job_idx=first_job)
         except (KeyboardInterrupt, SystemExit):
             for trial in batch:
                 self._interrupted(plan, trial)
@@ -434,11 +485,70 @@ class SweepRunner:
                 self._finish_fail(plan.study, trial, "error", f"launcher failed: {one_line(err)}")
                 self._record(plan, trial)
             self._write(plan)
-            return
+            return None
         plan.returns.append(returns)
-        for trial, ret in zip(batch, list(returns) + [None] * (len(batch) - len(returns)), strict=False):
-            self._tell(plan, trial, ret, time.perf_counter() - started)
+        return list(returns)
+
+    def _launch_folds(self, plan: Plan, batch: list) -> None:
+        """Cross-validated trials: fold by fold, the running mean reported after each; the mean told at the end."""
+        from optuna.trial import TrialState
+
+        k, started = int(self.s.folds), time.perf_counter()
+        values: dict[int, list[list[float]]] = {t._trial_id: [] for t in batch}
+        alive = list(batch)
+        for fold in range(k):
+            overrides = [self._job_overrides(plan, t, fold) for t in alive]
+            returns = self._call(plan, alive, overrides, alive[0].number * k + fold)
+            if returns is None:
+                return
+            survivors = []
+            for trial, ret in zip(alive, _padded(returns, alive), strict=True):
+                got = self._fold_values(plan, ret)
+                if got is None:  # failed, pruned inside, or a bad value: the trial ends as a plain one would
+                    self._tell(plan, trial, ret, time.perf_counter() - started)
+                    continue
+                values[trial._trial_id].append(got)
+                trial.set_user_attr(FOLD_VALUES, values[trial._trial_id])
+                running = sum(v[0] for v in values[trial._trial_id]) / (fold + 1)
+                if len(plan.directions) == 1:
+                    trial.report(running, fold)
+                    if fold < k - 1 and trial.should_prune():
+                        trial.set_user_attr(PRUNED_AFTER_FOLD, fold)
+                        self._finish(plan, trial, TrialState.PRUNED, time.perf_counter() - started)
+                        continue
+                survivors.append(trial)
+            alive = survivors
+            self._write(plan)
+            if not alive:
+                return
+        for trial in alive:
+            folds = values[trial._trial_id]
+            per_metric = list(zip(*folds, strict=True))
+            trial.set_user_attr(FOLD_STD, [statistics.stdev(m) for m in per_metric])
+            self._finish(plan, trial, TrialState.COMPLETE, time.perf_counter() - started,
+                         [statistics.fmean(m) for m in per_metric])
         self._write(plan)
+
+    def _fold_values(self, plan: Plan, ret) -> list[float] | None:
+        """One fold's objective values when its job completed with usable ones, else None."""
+        from hydra.core.utils import JobStatus
+
+        if ret is None or ret.status != JobStatus.COMPLETED:
+            return None
+        values, problem = self._values(plan, ret._return_value)
+        return None if problem else values
+
+    def _finish(self, plan: Plan, trial, state, seconds: float, values: list[float] | None = None) -> None:
+        """Tell a cross-validated trial's end (COMPLETE with the fold means, or PRUNED) and log it."""
+        plan.study.tell(trial, values, state=state)
+        self._untrack(trial._trial_id)
+        done = self._record(plan, trial)
+        spread = done.user_attrs.get(FOLD_STD) or []
+        shown = ", ".join(f"{m}={v:.4f} +- {sd:.4f}" for m, v, sd in zip(plan.metrics, done.values or [], spread,
+                                                                         strict=False))
+        after = done.user_attrs.get(PRUNED_AFTER_FOLD)
+        log.info("trial %d %s in %.0fs: %s", done.number, done.state.name, seconds,
+                 shown or f"after fold {after} of {self.s.folds} (running mean {done.intermediate_values[after]:.4f})")
 
     def _untrack(self, trial_id: int) -> None:
         self.in_flight.pop(trial_id, None)

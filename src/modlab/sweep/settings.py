@@ -38,6 +38,10 @@ class SweeperSettings:
     grace_period: Any = None
     # Seconds a worker waits before checking again when other workers hold the remaining trials.
     poll_interval: float = 2.0
+    # K: cross-validated trials. Each trial trains data.folds=K data.fold=0..K-1 (one launch per fold, a batch's
+    # trials side by side) and the study optimizes the mean over folds; the std is stored next to it. The
+    # pruner sees the running mean after each fold (step = fold), so trials are compared over the same folds.
+    folds: Any = None
     # The search space: config key -> interval(...) / int(interval(...)) / tag(log, ...) / choice(...) / range(...).
     params: Any = None
 

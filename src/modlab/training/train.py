@@ -1,4 +1,9 @@
-"""`python train.py`: compose -> assemble -> fit -> evaluate val/test of the best checkpoint -> render -> metric."""
+"""`python train.py`: compose -> assemble -> fit -> evaluate val/test of the best checkpoint -> render -> metric.
+
+With `refit=true` a fresh model then trains on train + val for the selected checkpoint's number of epochs
+(`refit_epochs=N`: N epochs, without the selection fit) and is what the run ships (checkpoints/refit.ckpt):
+test scores it at the thresholds the selected checkpoint tuned on val.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import math
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, open_dict
 
 from modlab import config_schema, precision
+from modlab.errors import ModlabError
 from modlab.evaluation import thresholds as thr
 from modlab.evaluation.gate import enforce as enforce_gate
 from modlab.evaluation.objectives import extra_metrics, metric_names
@@ -18,11 +24,13 @@ from modlab.evaluation.result import Predictions, check_config, combined_metrics
 from modlab.evaluation.sections import judgements
 from modlab.reporting.run_outputs import render
 from modlab.rundir import RunDir
+from modlab.sweep.pruning import OptunaPruning
 from modlab.tracking.loggers import finish_loggers, instantiate_loggers
 from modlab.training import assemble, checkpoints
 from modlab.training.resume import check_labels, resume_config
 
 log = logging.getLogger(__name__)
+WATCHING_VAL = (ModelCheckpoint, EarlyStopping, LearningRateMonitor, OptunaPruning)  # not in the refit fit
 
 
 def run(cfg: DictConfig) -> float | tuple[float, ...]:
@@ -48,12 +56,28 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     callbacks = [c for c in callbacks if loggers or not isinstance(c, LearningRateMonitor)]  # it needs a logger
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                      default_root_dir=str(run_dir.path))
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    refit, fixed_epochs = bool(cfg.get("refit")), cfg.get("refit_epochs")
+    selection = not (refit and fixed_epochs)
+    if selection:
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    score = trainer.checkpoint_callback.best_model_score if selection and trainer.checkpoint_callback else None
+    best = trainer.checkpoint_callback.best_model_path if selection and trainer.checkpoint_callback else ""
 
-    results, metrics = evaluate_best(cfg, trainer, parts)
+    scored = "test" if cfg.get("test", True) else "val"  # the split the gate and robustness judge
+    splits = (["val"] if selection else []) + (["test"] if scored == "test" and not refit else [])
+    results, payload = evaluate_best(cfg, trainer, parts, splits, scored)
+    extra = {}
+    if refit:
+        epochs = int(fixed_epochs or selected_epochs(best))
+        trainer, model = fit_refit(cfg, parts, epochs, run_dir), None
+        parts = assemble.Assembly(parts.backbone, dm, trainer.lightning_module)
+        best, extra = str(run_dir.refit_checkpoint), {"refit/epochs": float(epochs),
+                                                      "refit/train_rows": float(len(dm.rows["train"]) + len(dm.rows["val"]))}
+        if cfg.get("test", True):
+            tested, _ = evaluate_best(cfg, trainer, parts, ["test"], scored, payload)
+            results += tested
+    metrics = combined_metrics(results, extra_metrics(parts.module, dm, cfg.get("optimized_metric")) | extra)
     if trainer.is_global_zero and results:
-        score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         render(run_dir, results[-1], metrics, report_cfg=cfg.get("report"), loggers=loggers,
                logged=trainer.callback_metrics, info={"dataset": dm.table.source, "checkpoint": best or "last weights"},
                best=None if score is None else float(score), step=trainer.global_step)
@@ -62,15 +86,16 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     return optimized_value(metrics, cfg.get("optimized_metric"))
 
 
-def evaluate_best(cfg: DictConfig, trainer: L.Trainer, parts: assemble.Assembly) -> tuple[list, dict[str, float]]:
-    """Val (thresholds tuned there) and test results of the best checkpoint, and metrics.json's content.
+def evaluate_best(cfg: DictConfig, trainer: L.Trainer, parts: assemble.Assembly, splits: list[str], scored: str,
+                  payload: dict | None = None) -> tuple[list, dict | None]:
+    """Results of the best checkpoint (the trainer's weights without one) on `splits`, and the thresholds
+    (tuned on val when it is among them, else `payload`).
 
-    Subgroup bias is judged on each split with identity annotations, robustness on the last one only (it
-    scores perturbed copies of its texts)."""
+    Subgroup bias is judged on each split with identity annotations; the gate and robustness (it scores
+    perturbed copies of the texts) on the `scored` split only."""
     model, dm = parts.module, parts.datamodule
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    tcfg, results, payload = cfg.get("thresholds") or {}, [], None
-    splits = ("val", "test") if cfg.get("test", True) else ("val",)
+    tcfg, results = cfg.get("thresholds") or {}, []
     for split in splits:
         (trainer.validate if split == "val" else trainer.test)(model, datamodule=dm, ckpt_path=best or None,
                                                                verbose=False, weights_only=True)
@@ -84,13 +109,41 @@ def evaluate_best(cfg: DictConfig, trainer: L.Trainer, parts: assemble.Assembly)
             if trainer.is_global_zero:
                 RunDir(cfg.paths.output_dir).write_thresholds(payload)
         loss = {k: float(v) for k, v in trainer.callback_metrics.items() if k == f"{split}/loss"}
-        last = split == splits[-1]
+        last = split == scored
         results.append(evaluate(predictions, dm.label_names, split, thresholds=payload, extra=loss,
                                 gate=cfg.get("gate") if last else None,
                                 showcase=int((cfg.get("report") or {}).get("showcase", 5)),
                                 sections=judgements(cfg, model, parts.tokenizer, predictions, split, payload,
                                                     robust=last)))
-    return results, combined_metrics(results, extra_metrics(model, dm, cfg.get("optimized_metric")))
+    return results, payload
+
+
+def selected_epochs(best: str) -> int:
+    """How many epochs the selected checkpoint had trained (what refit trains for)."""
+    if not best:
+        raise ModlabError("refit=true found no selected checkpoint to take the epoch count from (checkpointing is "
+                          "off); set refit_epochs=N or enable callbacks.model_checkpoint")
+    return int(checkpoints.read(best).get("epoch", 0)) + 1
+
+
+def fit_refit(cfg: DictConfig, parts: assemble.Assembly, epochs: int, run_dir: RunDir) -> L.Trainer:
+    """A fresh module trained on train + val for `epochs` epochs (no validation, no selection), saved as
+    checkpoints/refit.ckpt. Only callbacks that do not watch val metrics come along; loggers stay with the
+    selection fit, whose steps they already hold."""
+    log.info("refit: training a fresh model on train + val (%d rows) for %d epochs",
+             len(parts.datamodule.rows["train"]) + len(parts.datamodule.rows["val"]), epochs)
+    L.seed_everything(cfg.seed, workers=True)
+    data = parts.datamodule.refit_view()
+    module = assemble.build_module(cfg, parts.backbone, data.label_names)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    callbacks = [c for c in callbacks if not isinstance(c, WATCHING_VAL)]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False, max_epochs=epochs,
+                                     max_steps=-1, limit_val_batches=0, enable_checkpointing=False,
+                                     default_root_dir=str(run_dir.path))
+    trainer.fit(module, datamodule=data)
+    if trainer.is_global_zero:
+        trainer.save_checkpoint(run_dir.refit_checkpoint, weights_only=True)
+    return trainer
 
 
 def optimized_value(metrics: dict, names) -> float | tuple[float, ...] | None:
