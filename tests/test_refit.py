@@ -54,13 +54,31 @@ def test_refit_epochs_trains_all_non_test_rows_without_a_selection_fit(train_cfg
     assert not out.best_checkpoint.exists() and out.model_checkpoint == out.refit_checkpoint
 
 
-def test_eval_and_load_take_the_refit_model(train_cfg):
+def test_eval_takes_the_refit_model_and_refuses_its_val_rows_as_held_out(train_cfg, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
     from modlab.rundir import locate
 
-    cfg = train_cfg("refit=true", "refit_epochs=1", "optimized_metric=test/auroc_macro")
+    cfg = train_cfg("trainer.max_epochs=1", "refit=true")
+    out = RunDir(cfg.paths.output_dir)
     run(cfg)
-    ckpt, found = locate(cfg.paths.output_dir)
-    assert ckpt.name == "refit.ckpt" and found is not None
+    ckpt, found = locate(out.path)
+    assert ckpt == out.refit_checkpoint and found == out
+
+    def eval_py(*args):
+        return subprocess.run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={out.path}", *args,
+                               f"hydra.run.dir={tmp_path / 'eval'}"], capture_output=True,
+                              text=True, timeout=300, cwd=ROOT)
+
+    scored = eval_py()
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/auroc_macro"] == pytest.approx(
+        _metrics(out)["test/auroc_macro"], abs=1e-6)
+    refused = eval_py("split=val")  # the refit model trained on them
+    assert refused.returncode == 2 and "training rows (train + val: the checkpoint is refit.ckpt)" in refused.stderr
 
 
 @pytest.mark.parametrize(("overrides", "needle"), [

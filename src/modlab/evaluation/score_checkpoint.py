@@ -75,13 +75,16 @@ def scoring_config(cfg: DictConfig, run: RunDir | None, hp: dict, saved: DictCon
 
 
 def check_no_training_rows(ids: list[str], run: RunDir | None, splits: dict | None, split: str,
-                           same_source: bool) -> None:
+                           same_source: bool, refit: bool = False) -> None:
+    """No held-out score on rows the checkpoint trained on: train, and val too for a refit model."""
     if run is None or split not in HELD_OUT or not same_source:
         return
-    leaked = set(ids) & set((splits or {}).get("train", []))
+    trained = ("train", "val") if refit else ("train",)
+    leaked = set(ids) & {i for name in trained for i in (splits or {}).get(name, [])}
     if leaked:
+        what = "training rows (train + val: the checkpoint is refit.ckpt)" if refit else "training split"
         raise ModlabError(
-            f"{len(leaked)} of the {len(ids)} split={split} rows were in the training split of {run.path} "
+            f"{len(leaked)} of the {len(ids)} split={split} rows were in the {what} of {run.path} "
             f"(e.g. id {sorted(leaked)[0]!r}); scoring them as held-out would inflate the metrics. Drop the "
             f"dataset overrides to score the run's own held-out rows, or pass split=train|all to score them knowingly")
 
@@ -117,7 +120,8 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
         raise ModlabError(f"split={cfg.split} of {dm.table.source} has no rows; use split=all or another split")
     same_source = own_dataset or (saved is not None and (saved.get("dataset") or {}).get("name")
                                   == cfg.dataset.get("name"))
-    check_no_training_rows([str(dm.table.ids[i]) for i in rows], run, splits, cfg.split, same_source)
+    check_no_training_rows([str(dm.table.ids[i]) for i in rows], run, splits, cfg.split, same_source,
+                           refit=run is not None and ckpt == run.refit_checkpoint)
     where = "the training run's own dataset" if own_dataset else "the given dataset"
     log.info("scoring %s (%s), split=%s: %d rows, with %s", dm.table.source, where, cfg.split, len(rows), ckpt)
 

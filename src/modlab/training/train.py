@@ -30,7 +30,8 @@ from modlab.training import assemble, checkpoints
 from modlab.training.resume import check_labels, resume_config
 
 log = logging.getLogger(__name__)
-WATCHING_VAL = (ModelCheckpoint, EarlyStopping, LearningRateMonitor, OptunaPruning)  # not in the refit fit
+# Left out of the refit fit: they watch val metrics (which it has none of) or need a logger (it has none).
+NOT_IN_REFIT = (ModelCheckpoint, EarlyStopping, LearningRateMonitor, OptunaPruning)
 
 
 def run(cfg: DictConfig) -> float | tuple[float, ...]:
@@ -67,15 +68,14 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     splits = (["val"] if selection else []) + (["test"] if scored == "test" and not refit else [])
     results, payload = evaluate_best(cfg, trainer, parts, splits, scored)
     extra = {}
-    if refit:
+    if refit:  # the shipped model: trained on train + val, scored on test at the thresholds val gave
         epochs = int(fixed_epochs or selected_epochs(best))
-        trainer, model = fit_refit(cfg, parts, epochs, run_dir), None
-        parts = assemble.Assembly(parts.backbone, dm, trainer.lightning_module)
-        best, extra = str(run_dir.refit_checkpoint), {"refit/epochs": float(epochs),
-                                                      "refit/train_rows": float(len(dm.rows["train"]) + len(dm.rows["val"]))}
-        if cfg.get("test", True):
-            tested, _ = evaluate_best(cfg, trainer, parts, ["test"], scored, payload)
-            results += tested
+        refit_trainer = fit_refit(cfg, parts, epochs, run_dir)
+        parts = assemble.Assembly(parts.backbone, dm, refit_trainer.lightning_module)
+        best = str(run_dir.refit_checkpoint)
+        extra = {"refit/epochs": float(epochs), "refit/train_rows": float(len(dm.refit_view().rows["train"]))}
+        if scored == "test":
+            results += evaluate_best(cfg, refit_trainer, parts, ["test"], scored, payload)[0]
     metrics = combined_metrics(results, extra_metrics(parts.module, dm, cfg.get("optimized_metric")) | extra)
     if trainer.is_global_zero and results:
         render(run_dir, results[-1], metrics, report_cfg=cfg.get("report"), loggers=loggers,
@@ -136,7 +136,7 @@ def fit_refit(cfg: DictConfig, parts: assemble.Assembly, epochs: int, run_dir: R
     data = parts.datamodule.refit_view()
     module = assemble.build_module(cfg, parts.backbone, data.label_names)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    callbacks = [c for c in callbacks if not isinstance(c, WATCHING_VAL)]
+    callbacks = [c for c in callbacks if not isinstance(c, NOT_IN_REFIT)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False, max_epochs=epochs,
                                      max_steps=-1, limit_val_batches=0, enable_checkpointing=False,
                                      default_root_dir=str(run_dir.path))
