@@ -73,7 +73,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
         refit_trainer = fit_refit(cfg, parts, epochs, run_dir)
         parts = assemble.Assembly(parts.backbone, dm, refit_trainer.lightning_module)
         best = str(run_dir.refit_checkpoint)
-        extra = {"refit/epochs": float(epochs), "refit/train_rows": float(len(dm.refit_view().rows["train"]))}
+        extra = {"refit/epochs": float(epochs), "refit/train_rows": float(len(refit_trainer.datamodule.rows["train"]))}
         if scored == "test":
             results += evaluate_best(cfg, refit_trainer, parts, ["test"], scored, payload)[0]
     metrics = combined_metrics(results, extra_metrics(parts.module, dm, cfg.get("optimized_metric")) | extra)
@@ -130,10 +130,9 @@ def fit_refit(cfg: DictConfig, parts: assemble.Assembly, epochs: int, run_dir: R
     """A fresh module trained on train + val for `epochs` epochs (no validation, no selection), saved as
     checkpoints/refit.ckpt. Only callbacks that do not watch val metrics come along; loggers stay with the
     selection fit, whose steps they already hold."""
-    log.info("refit: training a fresh model on train + val (%d rows) for %d epochs",
-             len(parts.datamodule.rows["train"]) + len(parts.datamodule.rows["val"]), epochs)
-    L.seed_everything(cfg.seed, workers=True)
     data = parts.datamodule.refit_view()
+    log.info("refit: training a fresh model on train + val (%d rows) for %d epochs", len(data.rows["train"]), epochs)
+    L.seed_everything(cfg.seed, workers=True)
     module = assemble.build_module(cfg, parts.backbone, data.label_names)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
     callbacks = [c for c in callbacks if not isinstance(c, NOT_IN_REFIT)]
