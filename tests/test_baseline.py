@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import JIGSAW_SAMPLE
+from sklearn.metrics import roc_auc_score
 
 from modlab.baseline import tfidf
 from modlab.cli import main
@@ -59,3 +60,23 @@ def test_jigsaw_sample(tmp_path):
     assert run.path.parent == tmp_path / "outputs" / "baseline" / "runs"
     metrics = check_run(run, ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"])
     assert metrics["test/auroc/toxic"] > 0.9
+
+
+def test_refit_scores_test_with_a_fit_on_train_and_val(tmp_path):
+    """refit=true as in train.py: val (and the thresholds) from the fit on train, test from a fit on train + val."""
+    base = ["dataset.reader.size=300", "report.showcase=0"]
+    plain = tfidf.run(base).read_metrics()
+    refit = tfidf.run([*base, "refit=true"]).read_metrics()
+    assert {k: v for k, v in refit.items() if k.startswith("val/")} == {k: v for k, v in plain.items()
+                                                                        if k.startswith("val/")}
+    dm = tfidf.read_splits(tfidf.compose_config(base), None)
+    both = np.sort(np.concatenate([dm.rows["train"], dm.rows["val"]]))
+    assert refit["refit/train_rows"] == len(both) == len(dm.rows["train"]) + len(dm.rows["val"])
+    expected = tfidf.fit_predict([dm.table.texts[i] for i in both], dm.table.labels[both],
+                                 {"test": [dm.table.texts[i] for i in dm.rows["test"]]})["test"]
+    label = dm.label_names[0]
+    assert refit[f"test/auroc/{label}"] == pytest.approx(roc_auc_score(dm.table.labels[dm.rows["test"], 0] >= 0.5,
+                                                                       expected[:, 0]), abs=1e-6)
+    # refit_epochs (no selection fit): no val scores, test from train + val
+    fixed = tfidf.run([*base, "refit=true", "refit_epochs=1", "optimized_metric=test/auroc_macro"]).read_metrics()
+    assert not any(k.startswith("val/") for k in fixed) and fixed[f"test/auroc/{label}"] == refit[f"test/auroc/{label}"]

@@ -167,6 +167,12 @@ def test_malformed_csv_quoting(tmp_path):
         lambda: jigsaw.read(root),
         "train.csv: line 5", "has 9 fields but the header has 8", "quote fields that contain commas",
     )
+    root = jigsaw_dir(tmp_path, [*GOOD, "a3,x,0,0,0\n"])  # too few fields: not padded with empty cells
+    fails(lambda: jigsaw.read(root), "train.csv: line 5", "has 5 fields but the header has 8")
+    root = jigsaw_dir(tmp_path, [*GOOD, 'a3,"quoted"then more,0,0,0,0,0,0\n'])  # Arrow alone would read it
+    fails(lambda: jigsaw.read(root), "train.csv: line 5", "malformed CSV quoting")
+    root = jigsaw_dir(tmp_path, ["a1,hi,0,0,0,0,0,0,0\n"], header=HEADER.replace("\n", ",toxic\n"))
+    fails(lambda: jigsaw.read(root), "train.csv", "column 'toxic' appears twice in the header", "rename")
 
 
 def test_jsonl_line_not_json_or_without_text(tmp_path):

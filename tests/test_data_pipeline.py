@@ -81,10 +81,23 @@ def test_split_ids_saved_in_the_run_dir_reproduce_the_run(tokenizer, tmp_path):
 
 
 class Counting:
-    """A tokenizer wrapper counting calls, to prove a cache hit tokenizes nothing."""
+    """A tokenizer wrapper counting encode calls (a fast tokenizer's go to its Rust backend), to prove a cache hit
+    tokenizes nothing."""
 
     def __init__(self, tokenizer) -> None:
         self.inner, self.calls = tokenizer, 0
+        self.backend_tokenizer = self._Backend(self, tokenizer.backend_tokenizer)
+
+    class _Backend:
+        def __init__(self, owner, backend) -> None:
+            self.owner, self.inner = owner, backend
+
+        def encode_batch_fast(self, *args, **kwargs):
+            self.owner.calls += 1
+            return self.inner.encode_batch_fast(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -113,6 +126,25 @@ def test_token_cache_is_reused_across_runs_and_keyed_by_content(tokenizer, tmp_p
     assert tokens.cache_key(["ab", "c"], tokenizer, 32) != tokens.cache_key(["a", "bc"], tokenizer, 32)
     (tmp_path / f"tokens-{key}.npz").write_bytes(b"truncated")  # a corrupt entry is rebuilt, not fatal
     assert np.array_equal(tokens.tokenize(texts, counting, 32, tmp_path)[0], ids) and counting.calls == 2
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "mpnet"])
+def test_encode_gives_the_transformers_calls_ids(family, sample):
+    """The Rust-backend path gives exactly the ids of `tokenizer(texts, truncation=True, ...)`, on real texts, long
+    ones and edge cases, and leaves the tokenizer's own truncation and padding state as it was."""
+    from modlab.models import backbones
+
+    tok = backbones.load_tokenizer(str(backbones.build_tiny(family)))
+    texts = list(sample.texts[:300]) + ["", " ", "x" * 5000, "word " * 400, "\x1c\u200b\n\t é ünïcode 日本語"]
+    for max_length in (8, 128):
+        expected = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+        before = (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding)
+        assert tokens.encode(tok, texts, max_length) == expected
+        assert (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding) == before
+    tok.backend_tokenizer.enable_padding(length=300)  # state set by someone else is restored, and not used
+    ids = tokens.encode(tok, texts[:5], 16)
+    assert tok.backend_tokenizer.padding["length"] == 300
+    assert ids == tok(texts[:5], truncation=True, max_length=16)["input_ids"]
 
 
 def test_datamodule_set_up_twice_tokenizes_once(tokenizer, tmp_path):

@@ -4,6 +4,7 @@ The train config is composed from conf/ with the same overrides train.py takes, 
 split by the same DataModule (no tokenizer), so the baseline sees exactly a transformer run's rows (folds
 included). Features: word 1-2-grams + char_wb 2-5-grams (char n-grams survive the obfuscated spellings of
 abuse). Thresholds are tuned on val, val and test scored by `evaluate()`, everything written by `render()`.
+With `refit=true` (as train.py's) test is scored by a second fit on train + val, at the thresholds val gave.
 """
 
 from __future__ import annotations
@@ -109,11 +110,12 @@ def run(overrides: list[str]) -> RunDir:
     names = list(dm.label_names)
     check_config(cfg, names)
     rows, table = dm.rows, dm.table
-    splits = [s for s in ("val", "test") if len(rows[s]) and (s == "val" or cfg.get("test", True))]
+    refit, fixed = bool(cfg.get("refit")), cfg.get("refit_epochs") is not None
+    splits = [s for s in ("val", "test") if len(rows[s]) and (s == "val" and not (refit and fixed)
+                                                             or s == "test" and cfg.get("test", True))]
     if not splits:
         raise ModlabError("the val and test splits are empty; set data.val_size/data.test_size > 0 or data.folds")
-    probs = fit_predict([table.texts[i] for i in rows["train"]], table.labels[rows["train"]],
-                        {s: [table.texts[i] for i in rows[s]] for s in splits}, seed=int(cfg.seed))
+    probs, extra = fit_and_score(table, rows, splits, refit, int(cfg.seed))
     tcfg, payload, results = cfg.get("thresholds") or {}, None, []
     for split in splits:
         predictions = Predictions.of_rows(probs[split], table.labels[rows[split]], rows[split], table)
@@ -125,10 +127,30 @@ def run(overrides: list[str]) -> RunDir:
                                 gate=cfg.get("gate") if split == splits[-1] else None,
                                 showcase=int((cfg.get("report") or {}).get("showcase", 5))))
     run_dir.write_config(saved_config(cfg, names))
-    render(run_dir, results[-1], combined_metrics(results), report_cfg=cfg.get("report"),
+    render(run_dir, results[-1], combined_metrics(results, extra), report_cfg=cfg.get("report"),
            info={"dataset": table.source, "model": f"{NAME} (C={C:g}, class_weight={CLASS_WEIGHT})"})
     log.info("baseline %s written to %s in %.1fs", NAME, run_dir.path, time.perf_counter() - started)
     return run_dir
+
+
+def fit_and_score(table, rows: dict[str, np.ndarray], splits: list[str], refit: bool,
+                  seed: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Probabilities per split. With refit (as train.py's `refit=true`) val is scored by a fit on train (it
+    tunes the thresholds) and test by a second fit on train + val, the model the run stands for."""
+    def texts(idx):
+        return [table.texts[i] for i in idx]
+
+    if not refit:
+        return fit_predict(texts(rows["train"]), table.labels[rows["train"]], {s: texts(rows[s]) for s in splits},
+                           seed=seed), {}
+    probs = {}
+    if "val" in splits:
+        probs |= fit_predict(texts(rows["train"]), table.labels[rows["train"]], {"val": texts(rows["val"])},
+                             seed=seed)
+    both = np.sort(np.concatenate([rows["train"], rows["val"]]))
+    if "test" in splits:
+        probs |= fit_predict(texts(both), table.labels[both], {"test": texts(rows["test"])}, seed=seed)
+    return probs, {"refit/train_rows": float(len(both))}
 
 
 def saved_config(cfg: DictConfig, labels: list[str]) -> DictConfig:
@@ -136,6 +158,7 @@ def saved_config(cfg: DictConfig, labels: list[str]) -> DictConfig:
     keep = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "dataset", "thresholds")}
     return OmegaConf.create({
         "task_name": "baseline", "seed": cfg.seed, "optimized_metric": cfg.optimized_metric,
+        "refit": bool(cfg.get("refit")), "refit_epochs": cfg.get("refit_epochs"),
         "monitor": OmegaConf.to_container(cfg.monitor, resolve=True),
         "backbone": {"name": NAME, "C": C, "class_weight": CLASS_WEIGHT,
                      "features": "word 1-2-grams + char_wb 2-5-grams (tf-idf, sublinear)"},

@@ -101,6 +101,13 @@ def _frame(path: Path, labels: list[str]) -> tuple[pd.DataFrame, Rows | None]:
     return frame, Rows(path, lines=[n for n, _ in numbered])
 
 
+def _fractions_or_nan(column: pd.Series) -> np.ndarray:
+    """An identity/meta column as floats; empty (not annotated) and non-numeric cells are NaN."""
+    blank = column.replace("", None)
+    fast = sources.fast_float(blank)
+    return fast if fast is not None else pd.to_numeric(blank, errors="coerce").astype("float64").to_numpy()
+
+
 def _label_column(label: str, columns) -> str:
     names = ALIASES.get(label, (label,))
     return next((c for c in names if c in columns), names[0])
@@ -201,7 +208,7 @@ def _read_part(
             )
     meta = pd.DataFrame(
         {
-            c: pd.to_numeric(frame[c].replace("", None), errors="coerce").astype("float64")
+            c: _fractions_or_nan(frame[c])
             for c in [*wanted, *EXTRA_META]
             if c in columns
         },

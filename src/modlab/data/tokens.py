@@ -89,6 +89,28 @@ def all_cores():
         os.environ["TOKENIZERS_PARALLELISM"] = "false" if before is None else before
 
 
+def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """The ids `tokenizer(texts, truncation=True, max_length=max_length)` gives (special tokens included). A fast
+    tokenizer is called through its Rust backend without offsets: ~30% faster on civil_comments texts than the
+    transformers call, which also builds offsets and a BatchEncoding (EXPERIMENTS.md, "Data set-up at scale")."""
+    backend = tokenizer.backend_tokenizer if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
+                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    truncation, padding = backend.truncation, backend.padding
+    backend.enable_truncation(int(max_length), direction=tokenizer.truncation_side)
+    backend.no_padding()  # the collator pads each batch to its own longest text
+    try:
+        return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=True)]
+    finally:  # the tokenizer's own state, as transformers left it
+        if truncation:
+            backend.enable_truncation(**truncation)
+        else:
+            backend.no_truncation()
+        if padding:
+            backend.enable_padding(**padding)
+
+
 def tokenize(
     texts: list[str], tokenizer, max_length: int, cache_dir: str | Path | None = None, batch_size: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -105,14 +127,7 @@ def tokenize(
     lengths, chunks = [], []
     with all_cores():
         for start in range(0, len(texts), batch_size):
-            encoded = tokenizer(
-                texts[start : start + batch_size],
-                truncation=True,
-                max_length=max_length,
-                add_special_tokens=True,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )["input_ids"]
+            encoded = encode(tokenizer, texts[start : start + batch_size], max_length)
             counts = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
             chunks.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype, count=int(counts.sum())))
             lengths.append(counts)
