@@ -77,3 +77,20 @@ def test_a_checkpoint_without_modlab_hyperparameters_is_one_line(tmp_path):
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ModlabError, match="not a modlab checkpoint"):
         checkpoints.hparams(path)
+
+
+def test_a_backbone_directory_with_a_crafted_pickle_is_refused(tmp_path):
+    """backbone.name=<dir> is user-supplied too: a pickled pytorch_model.bin is read tensors-only, in one line."""
+    import shutil
+
+    from modlab.models import backbones
+
+    directory = tmp_path / "model"
+    shutil.copytree(backbones.build_tiny("bert"), directory)
+    (directory / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    torch.save({"embeddings.word_embeddings.weight": WritesAFile(marker)}, directory / "pytorch_model.bin")
+    with pytest.raises(ModlabError, match="was not loaded .loading it could run code.") as err:
+        backbones.load_encoder(str(directory))
+    assert "\n" not in str(err.value) and "pytorch_model.bin" in str(err.value)
+    assert not marker.exists(), "the pickle's code ran"

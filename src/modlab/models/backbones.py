@@ -12,6 +12,7 @@ import functools
 import importlib.metadata
 import logging
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -176,7 +177,12 @@ def load_encoder(path: str, dropout: float | None = None) -> torch.nn.Module:
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
             if hasattr(config, key):
                 kwargs[key] = dropout
-    encoder = AutoModel.from_pretrained(path, **kwargs)
+    try:  # weights_only and no remote code, said here rather than left to the library's defaults
+        encoder = AutoModel.from_pretrained(path, weights_only=True, trust_remote_code=False, **kwargs)
+    except pickle.UnpicklingError:
+        raise ModlabError(f"backbone {path}: its pytorch_model.bin holds objects other than tensors and was not loaded "
+                          f"(loading it could run code); use a directory with model.safetensors from a source you "
+                          f"trust") from None
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # heads pool for themselves; unused parameters would break DDP
     encoder.train()
