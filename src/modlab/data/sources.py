@@ -195,7 +195,9 @@ def read_csv(path: Path, required: Sequence[str], fix: str) -> pd.DataFrame:
             )
         except pa.ArrowInvalid as err:
             detail = str(err).split("\n")[0].replace("CSV parse error: ", "")
-            raise strict.result() or (utf8_error(path) if "UTF8" in detail else csv_parse_error(path, detail)) from None
+            # the strict scan names the line of anything Arrow refuses (bytes not UTF-8 included); this is the rest
+            raise strict.result() or fail(path, f"malformed CSV ({detail})",
+                                          "check the quoting of the rows around that place") from None
         if (problem := strict.result()) is not None:
             raise problem
     return table.to_pandas()
