@@ -119,6 +119,18 @@ def bf16_weights(run: Path, threads: int | None):
     return Classifier(spec, RunEncoder(backbone.tokenizer, spec.max_length), backend, batch_size=32)
 
 
+def bf16_compiled(run: Path, threads: int | None):
+    """The default bf16 path with the module through torch.compile (inductor, dynamic shapes)."""
+    import torch
+
+    import modlab
+
+    clf = modlab.load(run, precision="bf16", threads=threads)
+    clf._backend.module = torch.compile(clf._backend.module, dynamic=True)
+    clf.precision = "bf16-compiled"
+    return clf
+
+
 def rate(clf, texts: list[str], batch: int, clock) -> float:
     """samples/s: batch 1 scores each text alone (a request at a time), batch 32 the list at once."""
     started = clock()
@@ -146,7 +158,7 @@ def main() -> int:
     parser.add_argument("--batch32-texts", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1,
                         help="threads of every variant; 1 (default) is timed in CPU time, more in wall time")
-    parser.add_argument("--explore", action="store_true", help="add the unfused bundles and bf16 weights")
+    parser.add_argument("--explore", action="store_true", help="add the unfused bundles, bf16 weights and torch.compile")
     args = parser.parse_args()
 
     import logging
@@ -183,6 +195,7 @@ def main() -> int:
             path = alternative_bundle(run, precision, Path(scratch.name) / f"other-{precision}")
             variants[f"bundle {precision} {what}"] = lambda p=path: modlab.load(p, threads=args.threads)
         variants["torch bf16 weights"] = lambda: bf16_weights(run, args.threads)
+        variants["torch bf16 + torch.compile"] = lambda: bf16_compiled(run, args.threads)
     loaded = {name: make() for name, make in variants.items()}
     default = modlab.load(run)
     print(f"modlab.load(run) on this machine: {default.describe()} (native bf16: {cpu_has_native_bf16()}); "

@@ -7,7 +7,8 @@ variant trains the same model from the same initial weights; samples/s over `--s
 `--warmup`, fetching the next batch included, the median of `--rounds` interleaved rounds:
 
 - bare loop: the harness's own batches (pre-tokenized, length-grouped, dynamically padded: its DataLoader)
-  through a plain PyTorch loop (AdamW, gradient clipping at 1.0 as the others), `torch.autocast` for bf16.
+  through a plain PyTorch loop (fused AdamW, as every variant here; gradient clipping at 1.0 as the others),
+  `torch.autocast` for bf16.
   What the harness adds on top is the difference.
 - modlab: the Lightning Trainer as `python train.py` builds it (`trainer.precision=32|bf16-mixed`).
 - HF Trainer: `transformers.Trainer` with length-grouped sampling (`group_by_length=True`; transformers 5:
@@ -76,15 +77,19 @@ def autocast(precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
-def bare_loop(module, loader, steps: int, warmup: int, precision: str) -> dict:
-    optimizer = torch.optim.AdamW(module.parameters(), lr=5e-5)
+def bare_loop(module, loader, steps: int, warmup: int, precision: str, forward=None, fused: bool = True) -> dict:
+    """`forward`: what computes the logits (default: the module itself, e.g. a torch.compile'd module instead).
+    `fused`: the fused AdamW step, as modlab's default `optim.optimizer.fused=auto` on a CPU."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=5e-5, fused=fused)
+    forward = module if forward is None else forward
     module.train()
     marks, samples, tokens = [], [], []
     batches = iter(loader)
     for _ in range(warmup + steps):
         batch = next(batches)
         with autocast(precision):
-            loss = module.criterion(module(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+            logits = forward(batch["input_ids"], batch["attention_mask"]).float()
+            loss = module.criterion(logits, batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)  # as trainer.gradient_clip_val and the HF Trainer
         optimizer.step()
@@ -133,11 +138,60 @@ def hf_trainer(module, dm, tokenizer, steps: int, warmup: int, precision: str, r
     args = TrainingArguments(output_dir=root, per_device_train_batch_size=BATCH, max_steps=warmup + steps,
                              learning_rate=5e-5, train_sampling_strategy="group_by_length", bf16=precision == "bf16", use_cpu=True,
                              report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
-                             dataloader_num_workers=0, remove_unused_columns=False, max_grad_norm=1.0, seed=0)
+                             dataloader_num_workers=0, remove_unused_columns=False, max_grad_norm=1.0, seed=0,
+                             optim="adamw_torch_fused")  # fused AdamW, as the bare loop and modlab
     trainer = Trainer(model=Wrapped(), args=args, train_dataset=rows,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[meter])
     trainer.train()
     return {"samples_per_s": BATCH * steps / (meter.marks[-1] - meter.marks[warmup - 1]), "padded": float("nan")}
+
+
+def bf16_tries(cfg, backbone, dm, steps: int, warmup: int, rounds: int) -> list[tuple[str, float]]:
+    """What might close the gap to the bf16 matmul peak, each against bf16 autocast in the same rounds."""
+
+    def true_bf16():
+        module = fresh_module(cfg, backbone, dm)
+        module.encoder.to(torch.bfloat16)  # Lightning's "bf16-true": weights, activations and AdamW state in bf16
+        module.head.to(torch.bfloat16)
+        return bare_loop(module, dm.train_dataloader(), steps, warmup, "32", fused=False)
+
+    def compiled():
+        module = fresh_module(cfg, backbone, dm)
+        return bare_loop(module, dm.train_dataloader(), steps, warmup, "bf16", fused=False,
+                         forward=torch.compile(module, dynamic=True))
+
+    tries = {
+        "bf16 autocast, for-each AdamW": lambda: bare_loop(fresh_module(cfg, backbone, dm), dm.train_dataloader(),
+                                                           steps, warmup, "bf16", fused=False),
+        "+ fused AdamW": lambda: bare_loop(fresh_module(cfg, backbone, dm), dm.train_dataloader(), steps, warmup,
+                                           "bf16"),
+        "+ torch.compile (inductor, dynamic shapes)": compiled,
+        "bf16 weights, no autocast (bf16-true)": true_bf16,
+    }
+    measured: dict[str, list[float]] = {name: [] for name in tries}
+    for _ in range(rounds):
+        for name, run in tries.items():
+            measured[name].append(run()["samples_per_s"])
+            print(f"  {name}: {measured[name][-1]:.1f} samples/s", flush=True)
+    return [(name, sorted(rates)[len(rates) // 2]) for name, rates in measured.items()]
+
+
+def step_profile(cfg, backbone, dm, steps: int = 6) -> list[tuple[str, float]]:
+    """Where a bf16 autocast training step's CPU time goes (fused AdamW), by kind of op (self time)."""
+    module = fresh_module(cfg, backbone, dm)
+    loader = dm.train_dataloader()
+    bare_loop(module, loader, 2, 1, "bf16")  # warm the kernels
+    kinds = {"matmuls": ("mm", "bmm", "addmm", "linear", "matmul", "_scaled_dot_product"),
+             "casts": ("_to_copy", "copy_", "to"), "optimizer": ("_fused", "_foreach", "adamw", "lerp", "addcdiv", "sqrt")}
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        bare_loop(module, loader, steps, 1, "bf16")
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key.removeprefix("aten::")
+        kind = next((k for k, ops in kinds.items() if any(name.startswith(op) for op in ops)), "other")
+        totals[kind] = totals.get(kind, 0.0) + event.self_cpu_time_total
+    whole = sum(totals.values())
+    return sorted(((k, v / whole) for k, v in totals.items()), key=lambda kv: -kv[1])
 
 
 def encoder_flops(encoder, padded: float) -> float:
@@ -154,6 +208,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per precision (median reported)")
     parser.add_argument("--precisions", nargs="+", default=["32", "bf16"], choices=["32", "bf16"])
+    parser.add_argument("--tries", action="store_true",
+                        help="instead: bf16 variants (fused AdamW, torch.compile, bf16 weights) and a step profile")
     args = parser.parse_args()
     quiet_libraries()
     import logging
@@ -170,6 +226,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         dm = datamodule(cfg, backbone, tmp)
+        if args.tries:
+            results = bf16_tries(cfg, backbone, dm, args.steps, args.warmup, args.rounds)
+            print("\n| bf16 variant (bare loop) | samples/s | x autocast |\n|---|---:|---:|")
+            for name, rate in results:
+                print(f"| {name} | {rate:.1f} | {rate / results[0][1]:.2f} |")
+            print("\nbf16 autocast step, self CPU time: "
+                  + ", ".join(f"{kind} {share:.0%}" for kind, share in step_profile(cfg, backbone, dm)))
+            return
         encoder = fresh_module(cfg, backbone, dm).encoder  # for its parameter count and shape only
         variants = {
             "bare loop": lambda p: bare_loop(fresh_module(cfg, backbone, dm), dm.train_dataloader(), args.steps,

@@ -64,7 +64,7 @@ def test_dropout_is_active_in_training(train_cfg):
 def test_optimizer_groups_lrs_and_warmup(train_cfg):
     cfg = train_cfg("optim.lr=1e-4", "optim.head_lr=1e-2", "optim.warmup_steps=5", "optim.weight_decay=0.1")
     model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
-    model.trainer = type("T", (), {"estimated_stepping_batches": 20})()
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": "bf16-mixed"})()
     conf = model.configure_optimizers()
     optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     no_decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
@@ -81,11 +81,24 @@ def test_optimizer_groups_lrs_and_warmup(train_cfg):
     assert lrs[0] == 0 and lrs[5] == pytest.approx(1e-4) and lrs[-1] < lrs[5]
 
 
+@pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", True), ("16-mixed", False)])
+def test_fused_auto_is_the_fused_adamw_except_under_fp16_loss_scaling(train_cfg, precision, fused):
+    cfg = train_cfg()
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": precision})()
+    assert cfg.optim.optimizer.fused == "auto"
+    assert model.configure_optimizers()["optimizer"].defaults["fused"] is fused
+    off = train_cfg("optim.optimizer.fused=false")
+    model = ModerationClassifier(off.backbone, off.head, off.loss, off.optim, ["a", "b"])
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": precision})()
+    assert not model.configure_optimizers()["optimizer"].defaults["fused"]
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_layer_wise_lr_decay_scales_each_block(train_cfg, backbone):
     cfg = train_cfg(f"backbone={backbone}", "optim.lr=1e-4", "optim.head_lr=1e-2", "optim.layer_decay=0.5")
     model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
-    model.trainer = type("T", (), {"estimated_stepping_batches": 20})()
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": "32-true"})()
     optimizer = model.configure_optimizers()["optimizer"]
     lr_of = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}  # before warmup
     layers = model.encoder.config.num_hidden_layers
@@ -236,3 +249,27 @@ def test_checkpoint_with_other_labels_fails_before_training(train_cfg):
                     f"ckpt_path={ckpt}")
     assert proc.returncode == 2
     assert "was trained on labels" in proc.stderr and "spam" in proc.stderr and "Epoch" not in proc.stdout
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_bf16_clips_the_fused_optimizers_gradients_itself(train_cfg, algorithm):
+    cfg = train_cfg()
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": "bf16-mixed"})()
+    optimizer = model.configure_optimizers()["optimizer"]
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    model.configure_gradient_clipping(optimizer, 0.5, algorithm)
+    grads = [p.grad for p in model.parameters()]
+    if algorithm == "norm":
+        assert torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])) == pytest.approx(0.5, rel=1e-3)
+    else:
+        assert all(float(g.max()) == pytest.approx(0.5) for g in grads)
+
+
+def test_an_unknown_fused_value_is_one_line(train_cfg):
+    cfg = train_cfg("optim.optimizer.fused=maybe")
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": "32-true"})()
+    with pytest.raises(ModlabError, match=r"optim.optimizer.fused='maybe' is not auto, true or false"):
+        model.configure_optimizers()

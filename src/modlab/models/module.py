@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler
 
+from modlab.errors import ModlabError
 from modlab.evaluation.metrics import PredictionStore, split_metrics
 from modlab.models import backbones
 
@@ -111,6 +112,30 @@ class ModerationClassifier(L.LightningModule):
             lrs[name] = o["lr"] * (decay**depth if decay else 1.0)
         return lrs
 
+    def optimizer_config(self) -> dict:
+        """`optim.optimizer` with `fused: auto` resolved: the fused kernel (one pass over all parameters, 1.09x the
+        bf16 training step on a CPU; EXPERIMENTS.md, "What closes the gap") except under fp16 loss scaling, where
+        the fused step unscales the gradients itself and Lightning could no longer clip them."""
+        spec = dict(self.optim.get("optimizer") or DEFAULT_OPTIMIZER)
+        if spec.get("fused") == "auto":
+            spec["fused"] = str(self.trainer.precision) not in ("16-mixed", "16", "16-true")
+        elif spec.get("fused") not in (None, True, False):
+            raise ModlabError(f"optim.optimizer.fused={spec['fused']!r} is not auto, true or false; "
+                              f"use auto (the fused step where it is safe)")
+        return spec
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer, whose step would unscale fp16
+        gradients itself; under bf16 there is no loss scaling, so the gradients are clipped here as they are."""
+        fused = getattr(optimizer, "_step_supports_amp_scaling", False)
+        if not (gradient_clip_val and fused and str(self.trainer.precision).startswith("bf16")):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:  # Lightning's default algorithm, "norm"
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def configure_optimizers(self):
         """`optim.optimizer` (AdamW): encoder/head learning rates (layer-wise decay with `optim.layer_decay`), no
         weight decay on biases and norms; warmup then decay."""
@@ -125,7 +150,7 @@ class ModerationClassifier(L.LightningModule):
         head_lr = o.get("head_lr") or o["lr"]
         groups.append({"params": [p for p in head if p.ndim >= 2], "lr": head_lr, "weight_decay": o["weight_decay"]})
         groups.append({"params": [p for p in head if p.ndim < 2], "lr": head_lr, "weight_decay": 0.0})
-        make_optimizer = instantiate(o.get("optimizer") or DEFAULT_OPTIMIZER)
+        make_optimizer = instantiate(self.optimizer_config())
         optimizer = make_optimizer([g for g in groups if g["params"]])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = o.get("warmup_steps") or int(o.get("warmup_ratio", 0.0) * total)
