@@ -94,6 +94,13 @@ def test_fused_auto_is_the_fused_adamw_except_under_fp16_loss_scaling(train_cfg,
     assert not model.configure_optimizers()["optimizer"].defaults["fused"]
 
 
+def test_fused_auto_is_dropped_for_an_optimizer_without_a_fused_kernel(train_cfg):
+    cfg = train_cfg("optim.optimizer._target_=torch.optim.RAdam")
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": "bf16-mixed"})()
+    assert isinstance(model.configure_optimizers()["optimizer"], torch.optim.RAdam)
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_layer_wise_lr_decay_scales_each_block(train_cfg, backbone):
     cfg = train_cfg(f"backbone={backbone}", "optim.lr=1e-4", "optim.head_lr=1e-2", "optim.layer_decay=0.5")

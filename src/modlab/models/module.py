@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler
 
@@ -119,6 +121,8 @@ class ModerationClassifier(L.LightningModule):
         spec = dict(self.optim.get("optimizer") or DEFAULT_OPTIMIZER)
         if spec.get("fused") == "auto":
             spec["fused"] = str(self.trainer.precision) not in ("16-mixed", "16", "16-true")
+            if "fused" not in inspect.signature(get_class(spec["_target_"])).parameters:
+                del spec["fused"]  # another optimizer without a fused kernel: auto means none
         elif spec.get("fused") not in (None, True, False):
             raise ModlabError(f"optim.optimizer.fused={spec['fused']!r} is not auto, true or false; "
                               f"use auto (the fused step where it is safe)")
