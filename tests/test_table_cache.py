@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -120,3 +122,30 @@ def test_a_table_arrow_cannot_hold_is_returned_uncached(tmp_path, caplog):
         table = table_cache.read(odd, tmp_path / "cache")
     assert len(table) == 30 and "not written" in caplog.text
     assert entries(tmp_path / "cache") == [] and not list((tmp_path / "cache").glob(".*.tmp"))
+
+
+@pytest.mark.skipif(not CIVIL.is_file(), reason="needs ../shared/data/civil_comments-identities")
+def test_a_hit_owns_its_memory_when_the_entry_is_truncated_afterwards(tmp_path):
+    """The entry is mapped while it is read; the table must not keep a view of it (a truncated file would
+    crash the process that touches such a view, with SIGBUS). In a child, so that a crash fails this test."""
+    script = f"""
+import functools, os, sys
+from pathlib import Path
+import numpy as np
+from modlab.data import civil_comments, table_cache
+reader = functools.partial(civil_comments.read, path={str(CIVIL)!r})
+cache = Path({str(tmp_path / "cache")!r})
+table_cache.read(reader, cache)
+hit = table_cache.read(reader, cache)
+(entry,) = cache.glob("table-*.arrow")
+os.truncate(entry, 0)
+assert hit.meta is not None and hit.labels.shape[1] > 0
+print(float(np.nansum(hit.labels)), float(np.nansum(hit.meta.to_numpy())), sum(map(len, hit.texts)), len(hit.ids))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    labels, meta, chars, rows = done.stdout.split()
+    fresh = civil_comments.read(path=str(CIVIL))
+    assert float(labels) == pytest.approx(float(np.nansum(fresh.labels)))
+    assert float(meta) == pytest.approx(float(np.nansum(fresh.meta.to_numpy())))
+    assert int(chars) == sum(map(len, fresh.texts)) and int(rows) == len(fresh)
