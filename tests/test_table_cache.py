@@ -129,7 +129,7 @@ def test_a_hit_owns_its_memory_when_the_entry_is_truncated_afterwards(tmp_path):
     """The entry is mapped while it is read; the table must not keep a view of it (a truncated file would
     crash the process that touches such a view, with SIGBUS). In a child, so that a crash fails this test."""
     script = f"""
-import functools, os, sys
+import functools, os
 from pathlib import Path
 import numpy as np
 from modlab.data import civil_comments, table_cache
