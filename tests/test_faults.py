@@ -181,7 +181,7 @@ def test_a_read_only_directory_is_one_line_naming_the_checkpoint(tmp_path, monke
 def test_written_checkpoints_are_complete_and_permissioned_like_other_files(tmp_path):
     target = tmp_path / "c" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 2}, target)
-    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~checkpoint_io._UMASK)
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~checkpoint_io.UMASK)
     assert torch.load(target, weights_only=True)["epoch"] == 2
 
 
@@ -248,3 +248,45 @@ def test_uncreatable_run_dir_at_start_is_one_line(tmp_path):
     line = one_error_line(train_py(*FAST, RUN_DIR_CHECK, f"hydra.run.dir={tmp_path}/a_file/run", root=tmp_path,
                                    timeout=300))
     assert f"cannot write the run dir {tmp_path}/a_file/run" in line and "hydra.run.dir" in line
+
+
+def test_a_writer_killed_mid_write_leaves_only_a_temp_file_that_the_next_write_removes(tmp_path):
+    """kill -9 during an atomic write: the target never appears half written; the temporary file the killed
+    writer left is removed by the next write of the same file once it is stale, a live writer's is kept."""
+    import signal
+    import time
+
+    from modlab import io as modlab_io
+
+    target = tmp_path / "table.arrow"
+    script = f"""
+import time
+from modlab.io import atomic_path
+with atomic_path({str(target)!r}) as tmp, open(tmp, "wb") as f:
+    while True:
+        f.write(b"x" * 65536); f.flush(); time.sleep(0.01)
+"""
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 60
+        while not list(tmp_path.glob(".table.arrow.*.tmp")) or list(tmp_path.glob(".*.tmp"))[0].stat().st_size < 1 << 20:
+            assert child.poll() is None and time.time() < deadline, "the writer did not start writing"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    (killed,) = tmp_path.glob(".table.arrow.*.tmp")
+    assert not target.exists()
+
+    live = tmp_path / ".table.arrow.live.tmp"  # another writer, still writing
+    live.write_bytes(b"partial")
+    old = time.time() - modlab_io.STALE_S - 60
+    os.utime(killed, (old, old))
+    modlab_io.atomic_write_bytes(target, b"complete")
+    assert target.read_bytes() == b"complete"
+    assert not killed.exists() and live.exists()
+    stale_ckpt = tmp_path / ".best.ckpt.k1ll3d.tmp"  # the checkpoint writer cleans up the same way
+    stale_ckpt.write_bytes(b"half a checkpoint")
+    os.utime(stale_ckpt, (old, old))
+    checkpoint_io.write_durably(tmp_path / "best.ckpt", b"whole")
+    assert not stale_ckpt.exists() and (tmp_path / "best.ckpt").read_bytes() == b"whole"

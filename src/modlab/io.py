@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -17,7 +19,18 @@ def _read_umask() -> int:
 
 
 # Read once at import, while single-threaded: os.umask can only be read by setting it.
-_UMASK = _read_umask()
+UMASK = _read_umask()
+STALE_S = 3600  # a temporary file untouched this long belongs to a writer that was killed (SIGKILL, power loss)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """A killed writer's temporary file outlives it; the next write of the same file removes it. A live writer's
+    file is kept: its modification time moves while it writes."""
+    cutoff = time.time() - STALE_S
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # another writer removed or renamed it first
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
 
 
 @contextlib.contextmanager
@@ -25,11 +38,12 @@ def atomic_path(path: str | Path):
     """A temporary path beside `path` to write to; renamed onto `path` when the block ends, removed if it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

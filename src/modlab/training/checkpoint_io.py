@@ -26,18 +26,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from modlab.errors import ModlabError
+from modlab.io import UMASK, remove_stale_temps
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once at import (single-threaded): os.umask can only be read by setting it
 
 
 def disk_error(path: str | Path, err: OSError, what: str, *, action: str = "write", note: str = "",
@@ -71,13 +63,14 @@ def _fsync_dir(directory: Path) -> None:
 def write_durably(path: Path, data: bytes | memoryview) -> None:
     """All of `data` at `path`, or `path` untouched: temp file, fsync, rename over, fsync the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)  # a full disk gets its space back
