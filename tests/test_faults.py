@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-import types
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +24,7 @@ import pytest
 import torch
 from conftest import FAST, ROOT
 
+from modlab import io as modlab_io
 from modlab.errors import ModlabError
 from modlab.training import checkpoint_io
 from modlab.training.checkpoint_io import AtomicCheckpointIO
@@ -40,12 +41,9 @@ class HalfThenFull(io.BufferedWriter):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def failing_os() -> types.ModuleType:
-    """`os` as checkpoint_io sees it, with fdopen handing out HalfThenFull files (other modules unaffected)."""
-    proxy = types.ModuleType("os")
-    proxy.__dict__.update(os.__dict__)
-    proxy.fdopen = lambda fd, mode="wb", *args, **kwargs: HalfThenFull(io.FileIO(fd, "wb"))
-    return proxy
+def half_then_full_open(path, mode="wb", *args, **kwargs) -> HalfThenFull:
+    """`open` as checkpoint_io sees it (set as its module global; other modules unaffected)."""
+    return HalfThenFull(io.FileIO(path, "wb"))
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -69,7 +67,7 @@ class FaultAt(L.Callback):
         ckpts = Path(trainer.checkpoint_callback.dirpath)
         self.record.write_text(json.dumps({"dir": str(ckpts), "digests": digests(ckpts)}))
         if self.how == "patch":
-            checkpoint_io.os = failing_os()
+            checkpoint_io.open = half_then_full_open
         elif self.how == "fill":
             stat = os.statvfs(ckpts)
             room = stat.f_bavail * stat.f_frsize - (ckpts / "last.ckpt").stat().st_size // 2
@@ -158,7 +156,7 @@ def test_a_write_failing_halfway_leaves_the_old_checkpoint_and_no_temp_file(tmp_
     plugin, target = AtomicCheckpointIO(), tmp_path / "ckpts" / "best.ckpt"
     plugin.save_checkpoint({"state_dict": {"w": torch.arange(4.0)}, "epoch": 0}, target)
     before = target.read_bytes()
-    monkeypatch.setattr(checkpoint_io, "os", failing_os())
+    monkeypatch.setattr(checkpoint_io, "open", half_then_full_open, raising=False)
     with pytest.raises(ModlabError) as err:
         plugin.save_checkpoint({"state_dict": {"w": torch.zeros(100_000)}, "epoch": 1}, target)
     message = str(err.value)
@@ -172,7 +170,7 @@ def test_a_read_only_directory_is_one_line_naming_the_checkpoint(tmp_path, monke
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path))
 
-    monkeypatch.setattr(checkpoint_io.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
     with pytest.raises(ModlabError, match=r"cannot write checkpoint .*last\.ckpt: Read-only file system; "
                                           r"make it writable"):
         AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "last.ckpt")
@@ -181,7 +179,7 @@ def test_a_read_only_directory_is_one_line_naming_the_checkpoint(tmp_path, monke
 def test_written_checkpoints_are_complete_and_permissioned_like_other_files(tmp_path):
     target = tmp_path / "c" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 2}, target)
-    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~checkpoint_io.UMASK)
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~modlab_io.UMASK)
     assert torch.load(target, weights_only=True)["epoch"] == 2
 
 
@@ -255,8 +253,6 @@ def test_a_writer_killed_mid_write_leaves_only_a_temp_file_that_the_next_write_r
     writer left is removed by the next write of the same file once it is stale, a live writer's is kept."""
     import signal
     import time
-
-    from modlab import io as modlab_io
 
     target = tmp_path / "table.arrow"
     script = f"""

@@ -23,7 +23,7 @@ UMASK = _read_umask()
 STALE_S = 3600  # a temporary file untouched this long belongs to a writer that was killed (SIGKILL, power loss)
 
 
-def remove_stale_temps(path: Path) -> None:
+def _remove_stale_temps(path: Path) -> None:
     """A killed writer's temporary file outlives it; the next write of the same file removes it. A live writer's
     file is kept: its modification time moves while it writes."""
     cutoff = time.time() - STALE_S
@@ -38,7 +38,7 @@ def atomic_path(path: str | Path):
     """A temporary path beside `path` to write to; renamed onto `path` when the block ends, removed if it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
+    _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -26,7 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from modlab.errors import ModlabError
-from modlab.io import UMASK, remove_stale_temps
+from modlab.io import atomic_path
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -61,20 +61,12 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_durably(path: Path, data: bytes | memoryview) -> None:
-    """All of `data` at `path`, or `path` untouched: temp file, fsync, rename over, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # a full disk gets its space back
-        raise
+    """All of `data` at `path`, or `path` untouched: modlab.io's atomic write, with the file synced before the
+    rename and the directory after it."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     _fsync_dir(path.parent)
 
 
