@@ -149,7 +149,7 @@ def read(
     sources.ensure_rows(len(ids), root, " after dropping empty texts")
     split = None
     if {p["split"] for p in parts} != {"train"}:
-        split = np.concatenate([np.full(len(p["ids"]), p["split"]) for p in parts]).astype(str)
+        split = np.concatenate([np.full(len(p["ids"]), p["split"]) for p in parts])
     return LabeledTable(
         ids=ids,
         texts=texts,

@@ -269,9 +269,10 @@ class Encoder:
         lengths = np.zeros(len(texts), np.int64)
         for index, _, count in parts:
             lengths[index] = count
+        at = np.cumsum(lengths) - lengths
         out = np.empty(int(lengths.sum()), np.int64)
         for index, ids, count in parts:
-            out[_segments((np.cumsum(lengths) - lengths)[index], count)] = ids
+            out[_segments(at[index], count)] = ids
         return out, lengths
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
