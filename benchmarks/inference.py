@@ -20,7 +20,8 @@ Variants: the PyTorch module in fp32 eager and under bf16 autocast (the default 
 with AMX / AVX512-BF16), the fp32 and int8 bundles as `modlab export` writes them, and, to show what each
 lever is worth (`--explore`), each bundle built the other way (fp32 without the transformer optimizer's
 fusions; int8 quantized after them, so with QAttention) and the module cast to bf16 whole (layer norms
-and softmax in bf16 too) instead of autocast.
+and softmax in bf16 too) instead of autocast. On a CPU without native bf16 the bf16 variants are left out
+(emulated bf16 is ~10x slower than fp32 there, and the default is eager fp32) and the default's target is n/a.
 """
 
 from __future__ import annotations
@@ -131,6 +132,18 @@ def bf16_compiled(run: Path, threads: int | None):
     return clf
 
 
+def linear_gflops(dtype, rows: int = 32 * 96, width: int = 384, reps: int = 5) -> float:
+    """One thread, CPU time: a MiniLM feed-forward Linear (384 -> 1536) on a batch of 32 x 96 tokens."""
+    import torch
+
+    x, w = torch.randn(rows, width, dtype=dtype), torch.randn(4 * width, width, dtype=dtype)
+    torch.nn.functional.linear(x, w)
+    started = time.process_time()
+    for _ in range(reps):
+        torch.nn.functional.linear(x, w)
+    return 2 * rows * width * 4 * width * reps / (time.process_time() - started) / 1e9
+
+
 def rate(clf, texts: list[str], batch: int, clock) -> float:
     """samples/s: batch 1 scores each text alone (a request at a time), batch 32 the list at once."""
     started = clock()
@@ -183,9 +196,12 @@ def main() -> int:
     rng = np.random.default_rng(0)
     timed = [sample[i] for i in rng.choice(len(sample), max(args.batch1_texts, args.batch32_texts), replace=False)]
 
+    # Without native bf16 (AVX2-only CPUs) the bf16 kernels are emulated, ~10x slower than fp32, and
+    # modlab.load does not pick them; timing them would only make the run an hour long.
+    bf16 = cpu_has_native_bf16()
     variants = {
         "torch eager fp32": lambda: modlab.load(run, precision="fp32", threads=args.threads),
-        "torch bf16 autocast": lambda: modlab.load(run, precision="bf16", threads=args.threads),
+        **({"torch bf16 autocast": lambda: modlab.load(run, precision="bf16", threads=args.threads)} if bf16 else {}),
         "bundle fp32 (onnxruntime)": lambda: modlab.load(run / "bundle-fp32", threads=args.threads),
         "bundle int8 (onnxruntime)": lambda: modlab.load(run / "bundle-int8", threads=args.threads),
     }
@@ -194,10 +210,21 @@ def main() -> int:
         for precision, what in (("fp32", "unfused"), ("int8", "fused (QAttention)")):
             path = alternative_bundle(run, precision, Path(scratch.name) / f"other-{precision}")
             variants[f"bundle {precision} {what}"] = lambda p=path: modlab.load(p, threads=args.threads)
-        variants["torch bf16 weights"] = lambda: bf16_weights(run, args.threads)
-        variants["torch bf16 + torch.compile"] = lambda: bf16_compiled(run, args.threads)
+        if bf16:
+            variants["torch bf16 weights"] = lambda: bf16_weights(run, args.threads)
+            variants["torch bf16 + torch.compile"] = lambda: bf16_compiled(run, args.threads)
+    if not bf16:
+        print("this CPU has no native bf16 (no AMX, no AVX512-BF16): the bf16 variants are left out", flush=True)
     loaded = {name: make() for name, make in variants.items()}
     default = modlab.load(run)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fp32, bf16_rate = linear_gflops(torch.float32), linear_gflops(torch.bfloat16)
+    torch.set_num_threads(threads)
+    print(f"a MiniLM Linear layer, one thread: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16_rate:.0f} GFLOP/s "
+          f"({bf16_rate / fp32:.2f}x)", flush=True)
     print(f"modlab.load(run) on this machine: {default.describe()} (native bf16: {cpu_has_native_bf16()}); "
           f"threads: {args.threads} ({'CPU' if args.threads == 1 else 'wall'} time); {os.cpu_count()} CPUs, "
           f"{platform.machine()}",
@@ -234,10 +261,9 @@ def main() -> int:
               f"{ratio[(name, 32)]:11.2f} | {auroc[name]:13.4f} | {auroc[name] - auroc[base]:+9.4f} | "
               f"{delta[name]:10.2e} |")
 
-    fastest_default = "torch bf16 autocast" if default.precision == "bf16" else base
     checks = [
         (f"default load path ({default.describe()}) >= 2.5x eager fp32 at batch 32",
-         ratio[(fastest_default, 32)] >= 2.5),
+         ratio[("torch bf16 autocast", 32)] >= 2.5 if default.precision == "bf16" else None),
         ("int8 bundle >= 2.5x eager fp32 (batch 32)", ratio[("bundle int8 (onnxruntime)", 32)] >= 2.5),
         ("int8 bundle >= 2.5x eager fp32 (batch 1)", ratio[("bundle int8 (onnxruntime)", 1)] >= 2.5),
         ("int8 bundle macro ROC-AUC delta <= 0.005", abs(auroc["bundle int8 (onnxruntime)"] - auroc[base]) <= 0.005),
@@ -245,7 +271,8 @@ def main() -> int:
     ]
     print()
     for text, ok in checks:
-        print(f"{'PASS' if ok else 'MISS'}  {text}")
+        verdict = "n/a " if ok is None else "PASS" if ok else "MISS"
+        print(f"{verdict}  {text}" + (" (the target is for CPUs with native bf16)" if ok is None else ""))
     scratch.cleanup()
     return 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -114,6 +115,19 @@ def test_the_classifier_api_is_the_same_for_every_source(run, bundle_dir):
     one_line(lambda: served.predict_proba(["ok", 3]), "texts[1] is a int")
     one_line(lambda: modlab.load(run, precision="fp8"), "precision='fp8'")
     one_line(lambda: modlab.load(run, precision="int8"), "--precision int8")
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_bf16_asked_for_on_a_cpu_that_emulates_it_is_warned_about(run, monkeypatch, caplog, native_bf16):
+    from modlab import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    with caplog.at_level(logging.WARNING, logger="modlab.precision"):
+        clf = modlab.load(run, precision="bf16", device="cpu")
+        modlab.load(run, precision="fp32", device="cpu")
+    said = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert clf.precision == "bf16" and len(said) == (0 if native_bf16 else 1)
+    assert native_bf16 or "leave precision unset" in said[0]
 
 
 def test_text_jsonl_and_stdin_inputs_stream_in_order(bundle_dir, tmp_path, monkeypatch, capsys):

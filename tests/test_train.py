@@ -1,6 +1,7 @@
 """The training path composed the way users compose it: every family x head x loss, CLI, resume, DDP."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,25 @@ def test_resume_from_checkpoint_continues_training(train_cfg, tmp_path):
 
 def test_bf16_mixed_precision_on_cpu(train_cfg):
     run(train_cfg("trainer.precision=bf16-mixed", "debug=fdr"))
+
+
+@pytest.mark.parametrize(("asked", "accelerator", "native_bf16", "warned"), [
+    ("bf16-mixed", "cpu", False, True), ("bf16-true", "auto", False, True), ("bf16-mixed", "cpu", True, False),
+    ("32", "cpu", False, False), ("auto", "cpu", False, False), ("bf16-mixed", "gpu", False, False)])
+def test_bf16_asked_for_on_a_cpu_that_emulates_it_is_warned_about(monkeypatch, caplog, asked, accelerator,
+                                                                   native_bf16, warned):
+    from omegaconf import OmegaConf
+
+    from modlab import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    cfg = OmegaConf.create({"trainer": {"precision": asked, "accelerator": accelerator}})
+    with caplog.at_level(logging.WARNING, logger="modlab.precision"):
+        precision.resolve_trainer(cfg)
+    said = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert bool(said) == warned
+    if warned:
+        assert said[0].startswith(f"precision {asked} on a CPU without native bf16") and "trainer.precision=auto" in said[0]
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 
 from modlab.errors import ModlabError
-from modlab.precision import cpu_has_native_bf16
+from modlab.precision import cpu_has_native_bf16, warn_if_emulated
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class TorchBackend:
             hint = "int8 runs from a bundle: `modlab export <run> --precision int8`" if precision == "int8" \
                 else "fp16 needs a GPU on the PyTorch path; use fp32 or bf16 on a CPU"
             raise ModlabError(f"precision={precision} is not available for a checkpoint on {self.device}; {hint}")
+        warn_if_emulated(precision, on_gpu, "leave precision unset for the fastest path (fp32 on this CPU)")
         self.precision = precision
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.module = module.to(self.device).eval()
