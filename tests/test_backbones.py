@@ -1,6 +1,8 @@
 """Backbone resolution order and its one-line failure, all offline and fast."""
 
 import importlib.util
+import subprocess
+import sys
 import time
 import zipfile
 
@@ -73,6 +75,17 @@ def test_tiny_families_have_their_own_tokenizer_type(family, tokenizer_class):
     encoded = tokenizer("k1ll the pr0cess")["input_ids"]
     assert tokenizer.unk_token_id not in encoded[1:-1]
     assert backbones.load_encoder(path).config.model_type == family
+
+
+@pytest.mark.parametrize("family", ["bert", "mpnet", "roberta"])
+def test_tiny_vocab_is_the_same_in_every_process(family):
+    """Tests compare runs of tiny models across fresh caches: the vocab must not depend on hash order."""
+    script = ("import hashlib, sys; from modlab.models import backbones as b; "
+              f"v = b._tiny_tokenizer({family!r}, b._tiny_corpus()).get_vocab(); "
+              "print(len(v), hashlib.sha256(repr(sorted(v.items())).encode()).hexdigest())")
+    printed = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+               for _ in range(3)}
+    assert len(printed) == 1, printed
 
 
 def test_unknown_tiny_family_is_a_clear_error():

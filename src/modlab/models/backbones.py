@@ -28,7 +28,7 @@ from modlab.errors import ModlabError
 
 log = logging.getLogger(__name__)
 
-TINY_VERSION = "v2"
+TINY_VERSION = "v3"  # v3: a deterministic WordPiece vocab
 FAMILIES = ("bert", "distilbert", "roberta", "mpnet")
 
 
@@ -248,13 +248,17 @@ def _tiny_corpus() -> list[str]:
 
 
 def _wordpiece_vocab(corpus: list[str], specials: list[str], vocab_size: int) -> dict[str, int]:
-    from tokenizers import BertWordPieceTokenizer
+    """Specials, every printable character alone and as a continuation ("##x", so no UNKs), then the corpus's
+    most frequent lowercased words, ties in alphabetical order. Built by hand: the Rust WordPiece trainer
+    breaks ties in hash order, so its vocab, and every tiny model's results, changed from process to process."""
+    import collections
 
-    trainer = BertWordPieceTokenizer(lowercase=True)
     alphabet = [chr(c) for c in range(33, 127)]
-    trainer.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=1, special_tokens=specials,
-                                initial_alphabet=alphabet, show_progress=False)
-    return trainer.get_vocab()
+    tokens = specials + alphabet + [f"##{c}" for c in alphabet]
+    counts = collections.Counter(w for text in corpus for w in re.findall(r"[a-z0-9]+", text.lower()))
+    taken = set(tokens)
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in taken]
+    return {token: i for i, token in enumerate(tokens + words[: max(0, vocab_size - len(tokens))])}
 
 
 def _tiny_tokenizer(family: str, corpus: list[str], vocab_size: int = 3000):
