@@ -225,7 +225,7 @@ def main() -> int:
     torch.set_num_threads(threads)
     print(f"a MiniLM Linear layer, one thread: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16_rate:.0f} GFLOP/s "
           f"({bf16_rate / fp32:.2f}x)", flush=True)
-    print(f"modlab.load(run) on this machine: {default.describe()} (native bf16: {cpu_has_native_bf16()}); "
+    print(f"modlab.load(run) on this machine: {default.describe()} (native bf16: {bf16}); "
           f"threads: {args.threads} ({'CPU' if args.threads == 1 else 'wall'} time); {os.cpu_count()} CPUs, "
           f"{platform.machine()}",
           flush=True)

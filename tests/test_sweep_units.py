@@ -6,12 +6,14 @@ path and the Pareto output are exercised in seconds.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 import types
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
@@ -65,6 +67,36 @@ def test_registered_targets_are_names_hydra_accepts():
         target = ConfigStore.instance().load(f"{group}.yaml").node._target_
         assert Plugins.is_in_toplevel_plugins_module(target) and target == f"{plugin.__module__}.{plugin.__name__}"
         assert plugin.__bases__ == (base,) and not [k for k, v in vars(plugin).items() if callable(v)]
+
+
+@pytest.mark.parametrize(("value", "status", "expect"), [
+    (np.float32(0.75), "COMPLETED", 0.75), ((np.float64(0.5), 3), "COMPLETED", [0.5, 3]), (None, "COMPLETED", None),
+    (float("nan"), "COMPLETED", "nan"), (object(), "COMPLETED", "repr"),
+    (optuna.TrialPruned("at epoch 0"), "FAILED", optuna.TrialPruned), (ModlabError("data.max_length too big"),
+                                                                      "FAILED", "data.max_length too big"),
+    (ValueError("bad\n  thing"), "FAILED", "ValueError: bad thing")])
+def test_a_job_return_crosses_the_pipe_as_json(value, status, expect):
+    """modlab_process jobs answer in JSON, never a pickle: what the sweeper reads of a JobReturn survives."""
+    from modlab.errors import one_line
+    from modlab.sweep.process_launcher import _job_return, _message
+
+    sent = JobReturn(overrides=["optim.lr=0.1"], status=JobStatus[status], _return_value=value)
+    sent.hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": "/runs/3"}}})
+    message = _message(sent)
+    got = _job_return(message)
+    json.loads(message)  # plain JSON
+    assert got.status == sent.status and got.overrides == ["optim.lr=0.1"]
+    assert got.hydra_cfg.hydra.runtime.output_dir == "/runs/3"
+    if expect is optuna.TrialPruned:
+        assert isinstance(got._return_value, optuna.TrialPruned)
+    elif isinstance(value, BaseException):
+        assert isinstance(got._return_value, ModlabError) and one_line(got._return_value) == expect
+    elif expect == "nan":
+        assert np.isnan(got._return_value)
+    elif expect == "repr":
+        assert got._return_value.startswith("<object object")
+    else:
+        assert got._return_value == expect
 
 
 # --- search space -------------------------------------------------------------------------------------------

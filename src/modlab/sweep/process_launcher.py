@@ -2,16 +2,17 @@
 
 Isolation for sweeps: a trial that segfaults, is killed by the OOM killer or leaks GPU memory takes only its
 own process down, and the sweeper records it FAIL and goes on. The job's return value (or exception, e.g.
-`optuna.TrialPruned`) comes back through a pipe as Hydra's JobReturn. Needs `fork` (Linux, macOS).
+`optuna.TrialPruned`) comes back through a pipe as JSON (status, values or the error's one line, output
+dir) and becomes Hydra's JobReturn again; nothing read from the pipe is unpickled. Needs `fork` (Linux, macOS).
 Hydra knows it as `hydra_plugins.modlab_optuna_sweeper.ModlabProcessLauncher`.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
-import pickle
 import signal
 import sys
 from collections.abc import Sequence
@@ -37,19 +38,42 @@ def _die_with_parent() -> None:
             pass
 
 
-def _picklable(ret: JobReturn) -> JobReturn:
-    try:
-        pickle.dumps(ret)
-        return ret
-    except Exception:
-        value = ret._return_value
-        ret._return_value = RuntimeError(f"{type(value).__name__}: {value}") if isinstance(value, BaseException) \
-            else repr(value)
+def _message(ret: JobReturn) -> bytes:
+    """What the sweeper reads of a job: its status, its objective value(s) or its error's one line, its run dir."""
+    import optuna
+
+    from modlab.errors import one_line
+
+    value = ret._return_value
+    message = {"status": ret.status.name, "overrides": list(ret.overrides or [])}
+    if isinstance(value, BaseException):
+        message["error"] = {"pruned": isinstance(value, optuna.TrialPruned), "line": one_line(value)}
+    else:
         try:
-            pickle.dumps(ret)
-            return ret
-        except Exception:
-            return JobReturn(overrides=ret.overrides, status=ret.status, _return_value=ret._return_value)
+            message["value"] = json.loads(json.dumps(value, default=float))  # numpy and torch scalars as floats
+        except (TypeError, ValueError):
+            message["value"] = repr(value)  # the sweeper reports it as "not a number"
+    try:
+        message["output_dir"] = str(ret.hydra_cfg.hydra.runtime.output_dir)
+    except Exception:
+        message["output_dir"] = None
+    return json.dumps(message).encode()
+
+
+def _job_return(message: bytes) -> JobReturn:
+    import optuna
+
+    from modlab.errors import ModlabError
+
+    got = json.loads(message)
+    ret = JobReturn(overrides=got["overrides"], status=JobStatus[got["status"]])
+    error = got.get("error")
+    if error is not None:
+        ret._return_value = optuna.TrialPruned(error["line"]) if error["pruned"] else ModlabError(error["line"])
+    else:
+        ret._return_value = got.get("value")
+    ret.hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": got.get("output_dir")}}})
+    return ret
 
 
 def _child(conn, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -63,7 +87,7 @@ def _child(conn, hydra_context: HydraContext, task_function: TaskFunction, confi
         ret._return_value = RuntimeError(f"{type(err).__name__}: {err}")
         code = 1
     try:
-        conn.send(_picklable(ret))
+        conn.send_bytes(_message(ret))
     finally:
         conn.close()
         sys.stdout.flush()
@@ -138,8 +162,8 @@ class ProcessLauncher(Launcher):
                 for recv in wait(list(running)):
                     i, proc, cfg = running.pop(recv)
                     try:
-                        ret = recv.recv()
-                    except (EOFError, OSError):
+                        ret = _job_return(recv.recv_bytes())
+                    except (EOFError, OSError, ValueError, KeyError):  # died before sending, or mid-message
                         ret = None
                     recv.close()
                     proc.join()
