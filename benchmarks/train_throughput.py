@@ -1,6 +1,7 @@
 """Training throughput: modlab against the loops a researcher would write instead, in one run.
 
     HF_HUB_OFFLINE=1 python benchmarks/train_throughput.py [--steps 24] [--precisions 32 bf16]
+    HF_HUB_OFFLINE=1 python benchmarks/train_throughput.py --freeze 1 3 4 --precisions 32   # backbone.freeze_layers
 
 MiniLM + mean head on the real Jigsaw sample's training rows, max_length 128, batch 32, AdamW, BCE. Every
 variant trains the same model from the same initial weights; samples/s over `--steps` optimizer steps after
@@ -48,6 +49,7 @@ from input_pipeline import (  # noqa: E402
     datamodule,
     notebook_throughput,
 )
+from omegaconf import OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from modlab.cli import quiet_libraries  # noqa: E402
@@ -177,6 +179,21 @@ def bf16_tries(cfg, backbone, dm, steps: int, warmup: int, rounds: int) -> list[
     return [(name, sorted(rates)[len(rates) // 2]) for name, rates in measured.items()]
 
 
+def freeze_tries(cfg, backbone, dm, counts: list[int], steps: int, warmup: int, rounds: int,
+                 precision: str) -> list[tuple[str, float]]:
+    """The bare loop with `backbone.freeze_layers=K` (the embeddings and the bottom K-1 blocks kept as
+    pretrained: no backward below the lowest trained block) against nothing frozen, in the same rounds."""
+    measured: dict[int, list[float]] = {k: [] for k in [0, *counts]}
+    for _ in range(rounds):
+        for k in measured:
+            frozen = OmegaConf.merge(cfg, {"backbone": {"freeze_layers": k}})
+            rate = bare_loop(fresh_module(frozen, backbone, dm), dm.train_dataloader(), steps, warmup,
+                             precision)["samples_per_s"]
+            measured[k].append(rate)
+            print(f"  freeze_layers={k}: {rate:.1f} samples/s", flush=True)
+    return [(f"freeze_layers={k}", sorted(rates)[len(rates) // 2]) for k, rates in measured.items()]
+
+
 def step_profile(cfg, backbone, dm, steps: int = 6) -> list[tuple[str, float]]:
     """Where a bf16 autocast training step's CPU time goes (fused AdamW), by kind of op (self time)."""
     module = fresh_module(cfg, backbone, dm)
@@ -211,6 +228,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["32", "bf16"], choices=["32", "bf16"])
     parser.add_argument("--tries", action="store_true",
                         help="instead: bf16 variants (fused AdamW, torch.compile, bf16 weights) and a step profile")
+    parser.add_argument("--freeze", type=int, nargs="+", metavar="K",
+                        help="instead: the bare loop with backbone.freeze_layers=K against K=0, in the first of "
+                             "--precisions, at the preset's settings (experiment=jigsaw_minilm: attention head, batch 16)")
     args = parser.parse_args()
     quiet_libraries()
     import logging
@@ -218,10 +238,11 @@ def main() -> None:
     for name in ("lightning", "lightning.pytorch", "modlab", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-    cfg = config(args.data, "backbone=minilm", f"data.batch_size={BATCH}")
+    cfg = (config(args.data, "experiment=jigsaw_minilm") if args.freeze
+           else config(args.data, "backbone=minilm", f"data.batch_size={BATCH}"))
     backbone = Backbone.resolve(cfg.backbone)
     # Only the precisions asked for: on a CPU without native bf16 one emulated 2048^2 bf16 matmul takes minutes.
-    wanted = ["32", "bf16"] if args.tries else args.precisions
+    wanted = ["32", "bf16"] if args.tries else args.precisions[:1] if args.freeze else args.precisions
     peaks = {p: matmul_peak(torch.float32 if p == "32" else torch.bfloat16) for p in wanted}
     print(f"# train throughput: {platform.processor() or platform.machine()}, {os.cpu_count()} vCPUs, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}; matmul "
@@ -229,6 +250,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         dm = datamodule(cfg, backbone, tmp)
+        if args.freeze:
+            precision = args.precisions[0]
+            results = freeze_tries(cfg, backbone, dm, args.freeze, args.steps, args.warmup, args.rounds, precision)
+            print(f"\n| {precision} step, bare loop, batch 16 | samples/s | x nothing frozen |\n|---|---:|---:|")
+            for name, rate in results:
+                print(f"| {name} | {rate:.1f} | {rate / results[0][1]:.2f} |")
+            return
         if args.tries:
             results = bf16_tries(cfg, backbone, dm, args.steps, args.warmup, args.rounds)
             print("\n| bf16 variant (bare loop) | samples/s | x autocast |\n|---|---:|---:|")

@@ -60,6 +60,7 @@ CONFIG_CASES = [
     (["seed=abc"], ["seed='abc'", "an integer"]),
     (["optim.layer_decay=1.5"], ["optim.layer_decay=1.5", "in (0, 1]"]),
     (["backbone.reinit_layers=-1"], ["backbone.reinit_layers=-1", ">= 0"]),
+    (["backbone.freeze_layers=-2"], ["backbone.freeze_layers=-2", ">= 0"]),
     (["head.samples=0"], ["head.samples=0", ">= 1"]),
     (["head.dropout=1"], ["head.dropout=1", "in [0, 1)"]),
     (["test=maybe"], ["test='maybe'", "true or false"]),

@@ -145,6 +145,34 @@ def test_reinit_top_layers_and_multi_sample_dropout_train(train_cfg):
     run(cfg)  # and a run trains with both
 
 
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_frozen_bottom_layers_get_no_gradient_no_optimizer_state_and_stay_pretrained(train_cfg, backbone):
+    cfg = train_cfg(f"backbone={backbone}", "backbone.freeze_layers=2", "optim.layer_decay=0.9", "debug=fdr")
+    model = ModerationClassifier(cfg.backbone, cfg.head, cfg.loss, cfg.optim, ["a", "b"])
+    frozen = {n for n, p in model.encoder.named_parameters() if not p.requires_grad}
+    expected = {n for n, _ in model.encoder.named_parameters()
+                if backbones.layer_of(n) == 0 or ("embeddings" in n and backbones.layer_of(n) is None)}
+    assert frozen == expected and any("embeddings" in n for n in frozen) and any(".0." in n for n in frozen)
+    model.trainer = type("T", (), {"estimated_stepping_batches": 20, "precision": "32-true"})()
+    in_optimizer = {id(p) for g in model.configure_optimizers()["optimizer"].param_groups for p in g["params"]}
+    assert in_optimizer == {id(p) for p in model.parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
+    ids = torch.randint(5, 100, (4, 12))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.criterion(model(ids, torch.ones_like(ids)), torch.ones(4, 2)).backward()
+    optimizer.step()
+    after = dict(model.encoder.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    assert any(not torch.equal(before[n], p) for n, p in after.items() if backbones.layer_of(n) == 1)
+
+
+def test_freezing_a_reinitialized_block_is_one_line(train_cfg):
+    from test_bad_input_cli import one_line
+
+    one_line(lambda: run(train_cfg("backbone.reinit_layers=2", "backbone.freeze_layers=2", "debug=fdr")),
+             "backbone.freeze_layers=2", "less the 2 re-initialized ones")
+
+
 def test_reinit_more_layers_than_the_model_has_is_one_line(train_cfg):
     from test_bad_input_cli import one_line
 

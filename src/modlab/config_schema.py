@@ -133,6 +133,7 @@ class TrainerSchema:  # the Lightning knobs modlab's configs set; others go to L
 @dataclass
 class BackboneSchema:  # the keys modlab adds to conf/backbone/*.yaml (the upper bound is the model's depth)
     reinit_layers: int = spec(2, low=0)
+    freeze_layers: int = spec(3, low=0)
 
 
 @dataclass

@@ -198,6 +198,22 @@ def layer_of(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def freeze_bottom_layers(encoder: torch.nn.Module, count: int, reinit: int = 0) -> None:
+    """Keep the bottom `count` layers as pretrained, counting the embeddings as the first (1: the embeddings, 3:
+    them and blocks 0-1): no gradient and no optimizer state for them, and no backward pass below the lowest
+    trained block, which is where the time goes (MiniLM's fp32 step: 1.33x with 3 of its 7, 1.52x with 4)."""
+    if not count:
+        return
+    layers = encoder.config.num_hidden_layers
+    if not 0 < count <= layers + 1 - reinit:
+        raise ModlabError(f"backbone.freeze_layers={count} must be between 0 and {layers + 1 - reinit} (the embeddings "
+                          f"and the model's {layers} blocks, less the {reinit} re-initialized ones)")
+    for name, p in encoder.named_parameters():
+        index = layer_of(name)
+        if ("embeddings" in name and index is None) or (index is not None and index < count - 1):
+            p.requires_grad_(False)
+
+
 def reinit_top_layers(encoder: torch.nn.Module, count: int) -> None:
     """Re-initialize the top `count` blocks as the model family initializes them (Linear ~ N(0,
     initializer_range), zero biases, unit LayerNorms): their pretrained weights are the most specific to the

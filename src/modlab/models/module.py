@@ -38,7 +38,9 @@ class ModerationClassifier(L.LightningModule):
         self.labels, self.optim = list(labels), optim
         self.encoder = backbones.load_encoder(backbone_dir or backbones.resolve_config(backbone),
                                               backbone.get("dropout"))
-        backbones.reinit_top_layers(self.encoder, int(backbone.get("reinit_layers") or 0))
+        reinit = int(backbone.get("reinit_layers") or 0)
+        backbones.reinit_top_layers(self.encoder, reinit)
+        backbones.freeze_bottom_layers(self.encoder, int(backbone.get("freeze_layers") or 0), reinit)
         self.head = instantiate(head, hidden_size=self.encoder.config.hidden_size, num_labels=len(labels))
         self.criterion = instantiate(loss, num_labels=len(labels))
         # The last val/test epoch's probabilities, labels and table rows (thresholds, report, curves).
