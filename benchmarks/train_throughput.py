@@ -171,27 +171,29 @@ def bf16_tries(cfg, backbone, dm, steps: int, warmup: int, rounds: int) -> list[
         "+ torch.compile (inductor, dynamic shapes)": compiled,
         "bf16 weights, no autocast (bf16-true)": true_bf16,
     }
-    measured: dict[str, list[float]] = {name: [] for name in tries}
-    for _ in range(rounds):
-        for name, run in tries.items():
-            measured[name].append(run()["samples_per_s"])
-            print(f"  {name}: {measured[name][-1]:.1f} samples/s", flush=True)
-    return [(name, sorted(rates)[len(rates) // 2]) for name, rates in measured.items()]
+    return interleaved(tries, rounds)
 
 
 def freeze_tries(cfg, backbone, dm, counts: list[int], steps: int, warmup: int, rounds: int,
                  precision: str) -> list[tuple[str, float]]:
     """The bare loop with `backbone.freeze_layers=K` (the embeddings and the bottom K-1 blocks kept as
     pretrained: no backward below the lowest trained block) against nothing frozen, in the same rounds."""
-    measured: dict[int, list[float]] = {k: [] for k in [0, *counts]}
+
+    def frozen(k: int):
+        cfg_k = OmegaConf.merge(cfg, {"backbone": {"freeze_layers": k}})
+        return lambda: bare_loop(fresh_module(cfg_k, backbone, dm), dm.train_dataloader(), steps, warmup, precision)
+
+    return interleaved({f"freeze_layers={k}": frozen(k) for k in [0, *counts]}, rounds)
+
+
+def interleaved(tries: dict, rounds: int) -> list[tuple[str, float]]:
+    """Each try's median samples/s over `rounds` rounds that run every try once, in order."""
+    measured: dict[str, list[float]] = {name: [] for name in tries}
     for _ in range(rounds):
-        for k in measured:
-            frozen = OmegaConf.merge(cfg, {"backbone": {"freeze_layers": k}})
-            rate = bare_loop(fresh_module(frozen, backbone, dm), dm.train_dataloader(), steps, warmup,
-                             precision)["samples_per_s"]
-            measured[k].append(rate)
-            print(f"  freeze_layers={k}: {rate:.1f} samples/s", flush=True)
-    return [(f"freeze_layers={k}", sorted(rates)[len(rates) // 2]) for k, rates in measured.items()]
+        for name, run in tries.items():
+            measured[name].append(run()["samples_per_s"])
+            print(f"  {name}: {measured[name][-1]:.1f} samples/s", flush=True)
+    return [(name, sorted(rates)[len(rates) // 2]) for name, rates in measured.items()]
 
 
 def step_profile(cfg, backbone, dm, steps: int = 6) -> list[tuple[str, float]]:
