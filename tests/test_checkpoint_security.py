@@ -94,3 +94,28 @@ def test_a_backbone_directory_with_a_crafted_pickle_is_refused(tmp_path):
         backbones.load_encoder(str(directory))
     assert "\n" not in str(err.value) and "pytorch_model.bin" in str(err.value)
     assert not marker.exists(), "the pickle's code ran"
+
+
+def test_a_backbone_directory_that_needs_its_own_code_is_refused_without_a_prompt(tmp_path):
+    """config.json mapping to the directory's own module (auto_map, no model_type): transformers' default would
+    ask on the terminal whether to run it; modlab refuses in one line and the module is never imported."""
+    import json
+    import shutil
+
+    from modlab.models import backbones
+
+    directory = tmp_path / "model"
+    shutil.copytree(backbones.build_tiny("bert"), directory)
+    marker = tmp_path / "pwned"
+    (directory / "custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                         "from transformers import BertConfig, BertModel\n"
+                                         "class Config(BertConfig): pass\nclass Model(BertModel): pass\n")
+    config = json.loads((directory / "config.json").read_text())
+    config.pop("model_type")
+    config["auto_map"] = {"AutoConfig": "custom.Config", "AutoModel": "custom.Model"}
+    (directory / "config.json").write_text(json.dumps(config))
+    for load in (backbones.load_encoder, backbones.max_positions, lambda p: backbones.load_encoder(p, dropout=0.2)):
+        with pytest.raises(ModlabError, match="running its own Python code .auto_map in config.json.") as err:
+            load(str(directory))
+        assert "\n" not in str(err.value) and str(directory) in str(err.value)
+    assert not marker.exists(), "the directory's code ran"

@@ -165,20 +165,38 @@ def resolve_config(backbone) -> str:
     return resolve(backbone["name"], backbone.get("package"), backbone.get("tiny", False), backbone.get("family", "bert"))
 
 
+@contextlib.contextmanager
+def no_remote_code(path: str):
+    """Around every from_pretrained, all of which pass trust_remote_code=False: a directory whose config.json maps
+    to its own Python code (`auto_map`, no built-in model_type) is refused in one line. Left to the default,
+    transformers asks on the terminal whether to run that code and waits for the answer."""
+    try:
+        yield
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise ModlabError(f"backbone {path}: it loads only by running its own Python code (auto_map in config.json), "
+                          f"which modlab never does; use a model of a built-in transformers architecture (a model_type "
+                          f"in config.json)") from None
+
+
 def load_tokenizer(path: str):
-    return AutoTokenizer.from_pretrained(path)
+    with no_remote_code(path):
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
 def load_encoder(path: str, dropout: float | None = None) -> torch.nn.Module:
     """The bare encoder, in train mode (transformers 5 returns from_pretrained modules in eval mode)."""
     kwargs = {}
     if dropout is not None:
-        config = AutoConfig.from_pretrained(path)
+        with no_remote_code(path):
+            config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
             if hasattr(config, key):
                 kwargs[key] = dropout
     try:  # weights_only and no remote code, said here rather than left to the library's defaults
-        encoder = AutoModel.from_pretrained(path, weights_only=True, trust_remote_code=False, **kwargs)
+        with no_remote_code(path):
+            encoder = AutoModel.from_pretrained(path, weights_only=True, trust_remote_code=False, **kwargs)
     except pickle.UnpicklingError:
         raise ModlabError(f"backbone {path}: its pytorch_model.bin holds objects other than tensors and was not loaded "
                           f"(loading it could run code); use a directory with model.safetensors from a source you "
@@ -244,7 +262,8 @@ def reinit_top_layers(encoder: torch.nn.Module, count: int) -> None:
 
 def max_positions(path: str) -> int:
     """Usable sequence length: RoBERTa-style models reserve pad_token_id + 1 leading positions."""
-    config = AutoConfig.from_pretrained(path)
+    with no_remote_code(path):
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     positions = config.max_position_embeddings
     if config.model_type in ("roberta", "mpnet", "xlm-roberta", "camembert"):
         positions -= config.pad_token_id + 1
